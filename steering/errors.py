@@ -1,0 +1,39 @@
+"""The exceptions this library raises.
+
+Every error is a :class:`SteeringError`; each subclass also inherits the builtin that fits,
+so ``except ValueError`` keeps working for callers who do not know this library.
+"""
+
+from __future__ import annotations
+
+
+class SteeringError(Exception):
+    """Base class of every error raised by ``steering``."""
+
+
+class PairError(SteeringError, ValueError):
+    """Contrastive pairs that cannot be used (empty, malformed, unreadable)."""
+
+
+class ShapeMismatchError(SteeringError, ValueError):
+    """A vector does not fit the model (hidden size, layer count) or another vector."""
+
+
+class LayerNotFoundError(SteeringError, LookupError):
+    """The model's decoder layers could not be located, or a layer index is out of range."""
+
+
+class UnknownOptionError(SteeringError, ValueError):
+    """An unknown method, position, scope or operator name."""
+
+
+class VectorFileError(SteeringError, ValueError):
+    """A vector file that is not safetensors, or lacks this library's metadata."""
+
+
+class ScopeError(SteeringError, RuntimeError):
+    """A steering scope cannot be evaluated for the forward pass it was asked about."""
+
+
+class VectorNotFoundError(SteeringError, LookupError):
+    """A named vector is not in the registry."""
