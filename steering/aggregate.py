@@ -35,8 +35,7 @@ def _scaled_unit(unit: Tensor, diffs: Tensor) -> Tensor:
 
     This keeps the units of ``mean_diff`` (its projection onto ``unit``), so strengths carry over.
     """
-    proj = (diffs @ unit).mean()
-    return unit * proj if proj >= 0 else -unit * proj
+    return unit * (diffs @ unit).mean()  # a negative mean projection flips the sign: aligned either way
 
 
 def pca() -> Aggregator:

@@ -118,6 +118,8 @@ def steer(
 
     owner = backend.inputs_module(model, layer_path)
     hooks = [Hook(owner, tracker.begin, kind="pre", with_kwargs=True), Hook(owner, tracker.end)]
-    hooks += [Hook(modules[layer], writer(layer)) for layer in vector.layers]
+    # Prepended, so every other observer of the layer (transformers' output_hidden_states
+    # recorder, user hooks, extraction) sees the steered output. Nested blocks: innermost first.
+    hooks += [Hook(modules[layer], writer(layer), prepend=True) for layer in vector.layers]
     with attached(hooks):
         yield

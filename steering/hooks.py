@@ -24,6 +24,7 @@ class Hook:
     fn: Callable[..., Any]
     kind: Literal["forward", "pre"] = "forward"
     with_kwargs: bool = False
+    prepend: bool = False  # run before the module's existing hooks
 
 
 @contextmanager
@@ -33,9 +34,9 @@ def attached(hooks: Sequence[Hook]) -> Iterator[None]:
     try:
         for h in hooks:
             if h.kind == "forward":
-                handle = h.module.register_forward_hook(h.fn, with_kwargs=h.with_kwargs)
+                handle = h.module.register_forward_hook(h.fn, with_kwargs=h.with_kwargs, prepend=h.prepend)
             elif h.kind == "pre":
-                handle = h.module.register_forward_pre_hook(h.fn, with_kwargs=h.with_kwargs)
+                handle = h.module.register_forward_pre_hook(h.fn, with_kwargs=h.with_kwargs, prepend=h.prepend)
             else:
                 raise ValueError(f"Hook.kind must be 'forward' or 'pre', got {h.kind!r}.")
             handles.append(handle)

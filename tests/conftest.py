@@ -86,7 +86,7 @@ CONFIGS = {
 }
 ARCHS = list(CONFIGS)
 
-_MODELS: list[torch.nn.Module] = []
+_MODELS: list[tuple[torch.nn.Module, int]] = []
 
 
 def make_model(arch: str = "llama", tok: PreTrainedTokenizerFast | None = None, seed: int = 0) -> torch.nn.Module:
@@ -97,15 +97,19 @@ def make_model(arch: str = "llama", tok: PreTrainedTokenizerFast | None = None, 
         warnings.simplefilter("ignore")
         model = AutoModelForCausalLM.from_config(config)
     model.eval()
-    _MODELS.append(model)
+    # transformers installs its output-recording hooks lazily on the first call that asks for
+    # hidden states; do that now so the hook-hygiene baseline is stable.
+    with torch.no_grad():
+        model(torch.tensor([[tok.bos_token_id, 5, 6]]), output_hidden_states=True)
+    _MODELS.append((model, count_hooks(model)))
     return model
 
 
 @pytest.fixture(autouse=True)
 def no_leftover_hooks():
-    """Every model built during a test must end it with no hooks attached (it was built with none)."""
+    """Every model built during a test must end it with exactly the hooks it was built with."""
     _MODELS.clear()
     yield
-    leaked = {type(m).__name__: count_hooks(m) for m in _MODELS if count_hooks(m)}
+    leaked = {type(m).__name__: count_hooks(m) - n for m, n in _MODELS if count_hooks(m) != n}
     _MODELS.clear()
     assert not leaked, f"hooks left attached: {leaked}"
