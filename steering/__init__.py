@@ -6,11 +6,11 @@
 """
 
 from ._version import __version__
+from .apply import steer
 from .errors import SteeringError
 from .extract import extract
 from .markers import Tokens
 from .pairs import Pair, load_pairs
-from .apply import steer
 from .scopes import Span, Window
 from .vector import SteeringVector
 

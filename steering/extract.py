@@ -168,8 +168,14 @@ def extract(
 
     seqs, reads = tokenize_pairs(tokenizer, pairs, resolve)
     acts = read_activations(
-        model, seqs, reads, layer_ids, pad_id=_pad_id(tokenizer), padding_side=side,
-        batch_size=batch_size, layer_path=layer_path,
+        model,
+        seqs,
+        reads,
+        layer_ids,
+        pad_id=_pad_id(tokenizer),
+        padding_side=side,
+        batch_size=batch_size,
+        layer_path=layer_path,
     )
     directions, diag = {}, {}
     for layer in layer_ids:

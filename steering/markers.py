@@ -39,9 +39,7 @@ def encode_markers(markers: tuple[Marker, ...], tokenizer: Any, what: str) -> li
                 raise UnknownOptionError(f"{what}: marker {m!r} encodes to no tokens.")
             out.append(tuple(int(i) for i in ids))
         else:
-            raise UnknownOptionError(
-                f"{what}: marker {m!r} is not a non-empty str, an int token id or a tuple of ids."
-            )
+            raise UnknownOptionError(f"{what}: marker {m!r} is not a non-empty str, an int token id or a tuple of ids.")
     if not out:
         raise UnknownOptionError(f"{what} needs at least one marker.")
     return out

@@ -35,9 +35,7 @@ class Pair:
         for name in _FIELDS:
             value = getattr(self, name)
             if not isinstance(value, str):
-                raise PairError(
-                    f"Pair.{name} must be a str, got {type(value).__name__}: {value!r}."
-                )
+                raise PairError(f"Pair.{name} must be a str, got {type(value).__name__}: {value!r}.")
         for name in ("positive", "negative"):
             if not getattr(self, name):
                 raise PairError(
@@ -50,9 +48,7 @@ def _pair_from_row(row: object, where: str) -> Pair:
     if isinstance(row, Pair):
         return row
     if not isinstance(row, Mapping):
-        raise PairError(
-            f"{where}: expected an object with keys {list(_FIELDS)}, got {type(row).__name__}."
-        )
+        raise PairError(f"{where}: expected an object with keys {list(_FIELDS)}, got {type(row).__name__}.")
     missing = [k for k in _FIELDS if k not in row]
     if missing:
         raise PairError(

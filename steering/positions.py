@@ -79,7 +79,7 @@ class PositionResolver:
         found = (hits.nonzero().flatten() + prompt_len).tolist()
         if not found:
             raise PairError(
-                f"{where}: none of the markers {p.markers!r} occurs in the completion, so {p} has "
+                f"{where}: none of the markers {getattr(p, 'markers', p)!r} occurs in the completion, so {p} has "
                 "nothing to read. Pick markers every completion contains, or another position."
             )
         return found

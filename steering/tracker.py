@@ -59,9 +59,13 @@ class Tracker:
             self.history = None
 
         chunk = Chunk(
-            past=past, length=length, batch=batch, prompt_len=self.prompt_len,
+            past=past,
+            length=length,
+            batch=batch,
+            prompt_len=self.prompt_len,
             prompt_last=self.prompt_last,  # type: ignore[arg-type]
-            history=self.history, device=ref.device,
+            history=self.history,
+            device=ref.device,
         )
         mask = self.scope.mask(chunk)
         if mask is not False and mask2d is not None and mask2d.shape[1] == past + length:

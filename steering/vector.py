@@ -78,9 +78,7 @@ class SteeringVector:
         if not isinstance(other, SteeringVector):
             return NotImplemented
         if other.hidden_size != self.hidden_size:
-            raise ShapeMismatchError(
-                f"Cannot {op} vectors of width {self.hidden_size} and {other.hidden_size}."
-            )
+            raise ShapeMismatchError(f"Cannot {op} vectors of width {self.hidden_size} and {other.hidden_size}.")
         for key in ("model", "basis"):
             a, b = self.metadata.get(key), other.metadata.get(key)
             if a and b and a != b:

@@ -23,7 +23,7 @@ CORPUS = [
 ] * 20
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tokenizer_object() -> Tokenizer:
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -41,9 +41,7 @@ def _tokenizer_object() -> Tokenizer:
 
 def make_tokenizer(pad: bool = True, padding_side: str = "left") -> PreTrainedTokenizerFast:
     kwargs = {"pad_token": "<pad>"} if pad else {}
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=_tokenizer_object(), bos_token="<bos>", eos_token="<eos>", **kwargs
-    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=_tokenizer_object(), bos_token="<bos>", eos_token="<eos>", **kwargs)
     tok.padding_side = padding_side
     return tok
 
@@ -65,8 +63,13 @@ def _common(tok: PreTrainedTokenizerFast) -> dict:
 
 def _decoder_kwargs(**extra) -> dict:
     return dict(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, **extra,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        **extra,
     )
 
 
@@ -79,8 +82,12 @@ CONFIGS = {
     "gemma2": lambda c: transformers.Gemma2Config(**_decoder_kwargs(head_dim=8), **c),
     "gemma3": lambda c: transformers.Gemma3TextConfig(**_decoder_kwargs(head_dim=8), **c),
     "gpt_neox": lambda c: transformers.GPTNeoXConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-        max_position_embeddings=256, **c,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+        **c,
     ),
     "phi3": lambda c: transformers.Phi3Config(**_decoder_kwargs(), **c),
 }

@@ -60,9 +60,12 @@ def layer_outputs_in_chunks(model, ids, mask, layer, chunks):
     with torch.no_grad():
         for n in chunks:
             out = model(
-                input_ids=ids[:, start : start + n], attention_mask=mask[:, : start + n],
+                input_ids=ids[:, start : start + n],
+                attention_mask=mask[:, : start + n],
                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, start : start + n],
-                cache=cache, use_cache=True, output_hidden_states=True,
+                cache=cache,
+                use_cache=True,
+                output_hidden_states=True,
             )
             cache = out.cache if hasattr(out, "cache") else out.past_key_values
             outs.append(out.hidden_states[layer + 1])
@@ -115,8 +118,13 @@ def expected_mask(scope, ids, mask, width, tok):
 
 
 SCOPES = {
-    "all": "all", "prompt": "prompt", "generated": "generated", "prompt_last": "prompt_last",
-    "window": Window(1, 3), "tokens": Tokens("."), "span": Span("<think>", "</think>"),
+    "all": "all",
+    "prompt": "prompt",
+    "generated": "generated",
+    "prompt_last": "prompt_last",
+    "window": Window(1, 3),
+    "tokens": Tokens("."),
+    "span": Span("<think>", "</think>"),
 }
 
 

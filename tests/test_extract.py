@@ -80,7 +80,7 @@ def test_token_matched_position_averages_marker_occurrences():
 
     def pick(hs, plen):
         ids = None
-        for p in PAIRS:  # find the row: recompute ids from the hidden-state length is ambiguous, so match
+        for _p in PAIRS:  # find the row: recompute ids from the hidden-state length is ambiguous, so match
             pass
         return ids
 

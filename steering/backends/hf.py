@@ -91,11 +91,11 @@ def inputs_module(model: nn.Module, override: str | None = None) -> nn.Module:
 
 
 def info(model: nn.Module, override: str | None = None) -> ModelInfo:
-    config = getattr(model, "config", None)
+    config: Any = getattr(model, "config", None)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     hidden = getattr(text, "hidden_size", None) or getattr(text, "n_embd", None)
     if not isinstance(hidden, int):
-        emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        emb = _input_embeddings(model)
         hidden = emb.weight.shape[1] if emb is not None else None
     if not isinstance(hidden, int):
         raise LayerNotFoundError(f"Could not read the hidden size of {type(model).__name__} from its config.")
@@ -106,6 +106,11 @@ def info(model: nn.Module, override: str | None = None) -> ModelInfo:
         n_layers=len(layers(model, override)),
         architecture=type(model).__name__,
     )
+
+
+def _input_embeddings(model: nn.Module) -> Any:
+    get = getattr(model, "get_input_embeddings", None)
+    return get() if callable(get) else None
 
 
 def _accepts(model: nn.Module, name: str) -> bool:
@@ -124,7 +129,7 @@ def run(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor)
 
 def device(model: nn.Module) -> torch.device:
     """Where the model's inputs go (the input embedding's device)."""
-    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    emb = _input_embeddings(model)
     if emb is not None:
         return emb.weight.device
     return next(model.parameters()).device

@@ -1,0 +1,86 @@
+"""Hook hygiene: every way out of a block leaves the model with exactly the hooks it had."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_model, make_tokenizer
+from helpers import arithmetic_pairs
+
+import steering
+from steering import SteeringVector
+from steering.errors import ScopeError
+from steering.hooks import Hook, attached, count_hooks
+
+
+def setup():
+    tok = make_tokenizer()
+    model = make_model("llama", tok)
+    vec = SteeringVector({0: torch.ones(32), 2: torch.ones(32)}, {"n_layers": 3})
+    return tok, model, vec, count_hooks(model)
+
+
+def test_hooks_present_inside_and_gone_after():
+    tok, model, vec, before = setup()
+    with steering.steer(model, vec, 1.0):
+        assert count_hooks(model) == before + 2 + 2  # two layers + the tracker's pre/post hooks
+    assert count_hooks(model) == before
+
+
+def test_exception_in_body_removes_hooks():
+    tok, model, vec, before = setup()
+    with pytest.raises(RuntimeError, match="boom"):
+        with steering.steer(model, vec, 1.0):
+            raise RuntimeError("boom")
+    assert count_hooks(model) == before
+
+
+def test_exception_raised_by_a_hook_removes_hooks():
+    tok, model, vec, before = setup()
+    with pytest.raises(ScopeError):
+        with steering.steer(model, vec, 1.0, scope=steering.Tokens(5)):
+            model(inputs_embeds=torch.zeros(1, 3, 32))  # token scope, no ids: the pre-hook raises
+    assert count_hooks(model) == before
+
+
+def test_failure_partway_through_registration_removes_the_registered_ones():
+    tok, model, vec, before = setup()
+    layers = model.model.layers
+    specs = [Hook(layers[0], lambda *a: None), Hook(layers[1], lambda *a: None), Hook(layers[2], print, kind="x")]
+    with pytest.raises(ValueError, match="kind"):
+        with attached(specs):
+            pass
+    assert count_hooks(model) == before
+
+
+def test_nested_blocks_remove_only_their_own():
+    tok, model, vec, before = setup()
+    with steering.steer(model, vec, 1.0):
+        outer = count_hooks(model)
+        with pytest.raises(KeyError):
+            with steering.steer(model, vec, 2.0, scope="generated"):
+                assert count_hooks(model) == outer + 4
+                raise KeyError
+        assert count_hooks(model) == outer
+    assert count_hooks(model) == before
+
+
+def test_exception_during_extraction_removes_hooks():
+    tok, model, vec, before = setup()
+    pairs = [*arithmetic_pairs(3), steering.Pair("Q", " no marker", " none")]
+    with pytest.raises(steering.SteeringError):
+        steering.extract(model, tok, pairs, layers=[0, 1], position=steering.Tokens("."))
+    # A forward that fails mid-pass: the reader hooks must still go.
+    model.model.layers[1].register_forward_pre_hook(lambda *a: (_ for _ in ()).throw(RuntimeError("mid-pass")))
+    with pytest.raises(RuntimeError, match="mid-pass"):
+        steering.extract(model, tok, arithmetic_pairs(3), layers=[0, 2])
+    assert count_hooks(model) == before + 1  # only the test's own failing hook
+    model.model.layers[1]._forward_pre_hooks.clear()
+
+
+def test_handles_are_idempotent_under_double_exit():
+    tok, model, vec, before = setup()
+    ctx = steering.steer(model, vec, 1.0)
+    ctx.__enter__()
+    ctx.__exit__(None, None, None)
+    assert count_hooks(model) == before
