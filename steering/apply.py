@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -41,27 +42,45 @@ def _clamp(h: Tensor, v: Tensor, strength: float) -> Tensor:
 OPERATORS: dict[str, Operator] = {"add": _add, "ablate": _ablate, "clamp": _clamp}
 
 
-def check_compatible(vector: SteeringVector, info: Any, basis: str) -> None:
-    """Refuse a vector whose width, layers or basis do not fit the model."""
+class FingerprintWarning(UserWarning):
+    """The vector was made on a model with other weights (e.g. a fine-tune of the same base)."""
+
+
+def check_compatible(vector: SteeringVector, info: Any, basis: str, fingerprint: str | None, strict: bool) -> None:
+    """Refuse a vector whose width, layers or basis do not fit the model; warn on other weights.
+
+    ``strict=False`` keeps only the width check (which no override can make safe).
+    """
     if vector.hidden_size != info.hidden_size:
         raise ShapeMismatchError(
             f"The vector has width {vector.hidden_size} but the model's hidden size is {info.hidden_size}: "
             f"it was made for another model ({vector.metadata.get('model') or 'unknown'}). Extract one on this model."
         )
+    too_deep = [la for la in vector.layers if la >= info.n_layers]
+    if too_deep:
+        raise ShapeMismatchError(f"The vector has layers {too_deep}; this model has only 0..{info.n_layers - 1}.")
+    if not strict:
+        return
     n = vector.metadata.get("n_layers")
     if n is not None and n != info.n_layers:
         raise ShapeMismatchError(
             f"The vector was made for a model with {n} layers; this one has {info.n_layers}. "
-            "Extract a vector on this model."
+            "Extract a vector on this model, or pass strict=False to apply it anyway."
         )
-    too_deep = [la for la in vector.layers if la >= info.n_layers]
-    if too_deep:
-        raise ShapeMismatchError(f"The vector has layers {too_deep}; this model has only 0..{info.n_layers - 1}.")
     vb = vector.metadata.get("basis")
     if vb is not None and vb != basis:
         raise ShapeMismatchError(
             f"The vector lives in the {vb!r} residual basis but this model uses {basis!r} "
             "(e.g. TransformerLens with folded/centred weights). Extract it on a model in the same basis."
+        )
+    made_on = vector.metadata.get("fingerprint")
+    if made_on and fingerprint and made_on != fingerprint:
+        warnings.warn(
+            f"The vector was extracted on a model with other weights (fingerprint {made_on}, this model "
+            f"{fingerprint}; {vector.metadata.get('model') or 'unknown model'}). A fine-tune of the same base "
+            "often still works; check the effect, or pass strict=False to silence this.",
+            FingerprintWarning,
+            stacklevel=4,
         )
 
 
@@ -75,6 +94,7 @@ def steer(
     operator: str = "add",
     tokenizer: Any = None,
     layer_path: str | None = None,
+    strict: bool = True,
 ) -> Iterator[None]:
     """Steer ``model`` with ``vector`` inside the block; leaving it restores the model exactly.
 
@@ -82,6 +102,7 @@ def steer(
     vector's layers; ``"ablate"`` removes ``strength`` (1 = all) of the component along it;
     ``"clamp"`` sets that component to ``strength * |direction|``. ``scope`` picks positions (see
     :mod:`steering.scopes`); markers given as strings need ``tokenizer``. Blocks nest and compose.
+    ``strict=False`` skips the layer-count, basis and fingerprint checks (never the width check).
     """
     if not isinstance(vector, SteeringVector):
         raise UnknownOptionError(f"steer needs a SteeringVector, got {type(vector).__name__}.")
@@ -92,7 +113,7 @@ def steer(
     op, s = OPERATORS[operator], float(strength)
     backend = backends.backend_for(model)
     info = backend.info(model, layer_path)
-    check_compatible(vector, info, backend.basis(model))
+    check_compatible(vector, info, backend.basis(model), backend.fingerprint(model) if strict else None, strict)
     tracker = Tracker(as_scope(scope, tokenizer), backend)
     modules = backend.layers(model, layer_path)
     cache: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}

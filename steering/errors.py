@@ -37,3 +37,15 @@ class ScopeError(SteeringError, RuntimeError):
 
 class VectorNotFoundError(SteeringError, LookupError):
     """A named vector is not in the registry."""
+
+
+class RegistryError(SteeringError, ValueError):
+    """A registry index or file that is malformed, unsafe, or does not match its checksum."""
+
+
+class DownloadError(SteeringError, ConnectionError):
+    """A remote registry could not be reached or served a bad response."""
+
+
+class OfflineError(SteeringError, ConnectionError):
+    """Offline mode was asked for, and what is needed is not in the local cache."""

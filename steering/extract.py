@@ -192,6 +192,7 @@ def extract(
         "site": POINT,
         "layer_convention": LAYER_CONVENTION,
         "basis": backend.basis(model),
+        "fingerprint": backend.fingerprint(model),
         "backend": backend.NAME,
         "method": method_name,
         "position": describe(position),

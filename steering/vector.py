@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from .atomic import atomic_write
 from .errors import ShapeMismatchError, VectorFileError
 from .sites import parse_site, site_name
 
@@ -132,16 +132,7 @@ class SteeringVector:
         path = Path(path)
         tensors = {site_name(k): d.detach().to("cpu").contiguous() for k, d in self.directions.items()}
         header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "metadata": _to_json(self.metadata)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=header)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SteeringVector:

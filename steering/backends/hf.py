@@ -171,3 +171,30 @@ NAME = "hf"
 def basis(model: nn.Module) -> str:
     """The residual-stream basis vectors live in: the model's own weights, unchanged."""
     return "hf"
+
+
+_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype",
+                         "_attn_implementation", "_attn_implementation_autoset", "use_cache"}
+
+
+def fingerprint(model: nn.Module) -> str:
+    """A short hash of the architecture config and a sample of the weights.
+
+    The sample is rounded to bfloat16, so a dtype conversion keeps the fingerprint while a
+    fine-tune (or another model) changes it.
+    """
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    config: Any = getattr(model, "config", None)
+    if config is not None and hasattr(config, "to_dict"):
+        cfg = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+        h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    emb = _input_embeddings(model)
+    params = [emb.weight] if emb is not None else []
+    params += [p for _, p in sorted(model.named_parameters())][-2:]
+    for p in params:
+        sample = p.detach().reshape(-1)[:256].to("cpu", torch.bfloat16).view(torch.int16)
+        h.update(sample.numpy().tobytes())
+    return h.hexdigest()[:16]
