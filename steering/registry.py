@@ -11,6 +11,7 @@ untrusted: :func:`safe_relpath` refuses anything that could leave the registry f
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import hashlib
 import json
@@ -28,8 +29,21 @@ from .vector import SteeringVector
 SCHEMA = "steering.registry"
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_SUMMARY_KEYS = ("method", "position", "site", "layer_convention", "hidden_size", "n_layers", "n_pairs",
-                 "basis", "fingerprint", "revision", "recommended_strength", "recommended_scope", "library_version")
+_SUMMARY_KEYS = (
+    "method",
+    "position",
+    "site",
+    "layer_convention",
+    "hidden_size",
+    "n_layers",
+    "n_pairs",
+    "basis",
+    "fingerprint",
+    "revision",
+    "recommended_strength",
+    "recommended_scope",
+    "library_version",
+)
 
 
 def check_name(value: Any, what: str) -> str:
@@ -44,8 +58,10 @@ def check_name(value: Any, what: str) -> str:
 
 def model_slug(model: str) -> str:
     """``"org/model"`` -> ``"org--model"`` (the Hub cache's convention), checked for safety."""
-    if not isinstance(model, str) or not model:
-        raise RegistryError(f"A registry entry needs a model id such as 'org/model', got {model!r}.")
+    if not isinstance(model, str) or not model or model.count("/") > 1:
+        raise RegistryError(
+            f"A registry entry needs a model id such as 'org/model', got {model!r} (a local path? pass model=...)."
+        )
     return check_name(model.replace("/", "--"), "model id")
 
 
@@ -105,8 +121,8 @@ def parse_index(raw: bytes, source: str) -> dict[str, Any]:
     entries = index.get("entries")
     if not isinstance(entries, list):
         raise RegistryError(f"{source}: 'entries' must be a list.")
-    for i, e in enumerate(entries):
-        _check_entry(e, f"{source} entry {i}")
+    for i, entry in enumerate(entries):
+        _check_entry(entry, f"{source} entry {i}")
     return index
 
 
@@ -162,7 +178,7 @@ class Registry:
             return {"schema": SCHEMA, "version": SCHEMA_VERSION, "entries": []}
         return parse_index(self.index_path.read_bytes(), str(self.index_path))
 
-    def list(self, model: str | None = None) -> list[dict[str, Any]]:
+    def list(self, model: str | None = None) -> builtins.list[dict[str, Any]]:
         """Entries (as dicts), optionally only those for ``model``."""
         return [e for e in self.index()["entries"] if model is None or e["model"] == model]
 
@@ -184,8 +200,13 @@ class Registry:
         if not model:
             raise RegistryError("The vector's metadata names no model; pass model='org/model' to save it.")
         slug = model_slug(model)
-        meta = {**vector.metadata, "model": model, "name": name, "registry_schema": SCHEMA_VERSION,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        meta = {
+            **vector.metadata,
+            "model": model,
+            "name": name,
+            "registry_schema": SCHEMA_VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         meta.setdefault("library_version", __version__)
         if recommended_strength is not None:
             meta["recommended_strength"] = float(recommended_strength)
@@ -200,8 +221,13 @@ class Registry:
                 rel = f"{slug}/{name}/layer-{layer}.safetensors"
                 path = SteeringVector({layer: vector.directions[layer]}, meta).save(self.root / rel)
                 files[str(layer)] = {"path": rel, "sha256": sha256_file(path), "size": path.stat().st_size}
-            entry: dict[str, Any] = {"model": model, "name": name, "layers": vector.layers, "files": files,
-                                     "metadata": {k: meta[k] for k in _SUMMARY_KEYS if k in meta}}
+            entry: dict[str, Any] = {
+                "model": model,
+                "name": name,
+                "layers": vector.layers,
+                "files": files,
+                "metadata": {k: meta[k] for k in _SUMMARY_KEYS if k in meta},
+            }
             if card is not None:
                 rel = f"{slug}/{name}/card.md"
                 data = card.encode()
@@ -212,7 +238,7 @@ class Registry:
             atomic_write_bytes(self.index_path, (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
         return entry
 
-    def load(self, name: str, model: str | None = None, layers: list[int] | None = None) -> SteeringVector:
+    def load(self, name: str, model: str | None = None, layers: builtins.list[int] | None = None) -> SteeringVector:
         """Load a vector (all its layers, or ``layers``), checking each file's sha256 against the index."""
         entry = find_entry(self.index(), name, model, str(self.root))
         parts = []

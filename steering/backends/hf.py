@@ -173,8 +173,16 @@ def basis(model: nn.Module) -> str:
     return "hf"
 
 
-_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype",
-                         "_attn_implementation", "_attn_implementation_autoset", "use_cache"}
+_VOLATILE_CONFIG_KEYS = {
+    "_name_or_path",
+    "transformers_version",
+    "_commit_hash",
+    "torch_dtype",
+    "dtype",
+    "_attn_implementation",
+    "_attn_implementation_autoset",
+    "use_cache",
+}
 
 
 def fingerprint(model: nn.Module) -> str:

@@ -1,0 +1,92 @@
+"""A real HTTP server on loopback that serves a registry folder, with injectable faults,
+and answers the Hugging Face Hub's ``/{repo}/resolve/{revision}/{file}`` URLs the way
+``huggingface_hub`` expects (``X-Repo-Commit``, ``ETag``, ``Content-Length``)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: RegistryServer  # type: ignore[assignment]
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _resolve(self) -> Path | None:
+        path = self.path.split("?", 1)[0].lstrip("/")
+        parts = path.split("/")
+        if len(parts) > 4 and parts[2] == "resolve":  # hub layout: org/repo/resolve/rev/file...
+            path = "/".join(parts[4:])
+        self.rel = path
+        file = (self.server.root / path).resolve()
+        return file if file.is_file() and self.server.root.resolve() in file.parents else None
+
+    def do_HEAD(self):
+        self._serve(body=False)
+
+    def do_GET(self):
+        self._serve(body=True)
+
+    def _serve(self, body: bool):
+        file = self._resolve()
+        self.server.requests.append(self.rel)
+        fault = self.server.faults.get(self.rel)
+        if fault in (404, 500) or file is None:
+            self.send_error(fault if isinstance(fault, int) else 404)
+            return
+        data = file.read_bytes()
+        if fault == "wrong":
+            data = bytes(b ^ 0x01 for b in data)
+        if fault == "big":
+            data = data * 50
+        self.send_response(200)
+        if fault != "big":
+            self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        self.send_header("X-Repo-Commit", COMMIT)
+        self.end_headers()
+        if not body:
+            return
+        if fault == "slow":
+            time.sleep(self.server.slow_seconds)
+        if fault == "drop":
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+
+class RegistryServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, root: Path):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.root = root
+        self.faults: dict[str, object] = {}
+        self.requests: list[str] = []
+        self.slow_seconds = 2.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@contextmanager
+def serve(root: Path):
+    server = RegistryServer(root)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

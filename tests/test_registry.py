@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from steering import SteeringVector
+from steering.errors import RegistryError, VectorNotFoundError
+from steering.registry import Registry, model_slug, safe_relpath
+
+
+def vec(model="org/tiny", layers=(1, 3), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return SteeringVector(
+        {la: torch.randn(8, generator=g) for la in layers},
+        {"model": model, "hidden_size": 8, "n_layers": 4, "method": "mean_diff", "position": "last"},
+    )
+
+
+def test_save_writes_layout_index_and_card(tmp_path):
+    reg = Registry(tmp_path)
+    entry = reg.save(vec(), name="concise-cot", card="# concise\n", recommended_strength=4.0)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        ".index.lock", "index.json", "org--tiny/concise-cot/card.md",
+        "org--tiny/concise-cot/layer-1.safetensors", "org--tiny/concise-cot/layer-3.safetensors",
+    ]
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["schema"] == "steering.registry" and index["version"] == 1
+    assert index["entries"] == [entry]
+    assert entry["layers"] == [1, 3] and entry["metadata"]["recommended_strength"] == 4.0
+    one = SteeringVector.load(tmp_path / "org--tiny/concise-cot/layer-3.safetensors")
+    assert one.layers == [3] and one.metadata["name"] == "concise-cot" and one.metadata["model"] == "org/tiny"
+    assert reg.card("concise-cot") == "# concise\n"
+
+
+def test_load_round_trip_and_layer_selection(tmp_path):
+    reg, v = Registry(tmp_path), vec()
+    reg.save(v, name="a")
+    got = reg.load("a", model="org/tiny")
+    assert got.layers == [1, 3]
+    for la in got.layers:
+        assert torch.equal(got.directions[la], v.directions[la])
+    assert reg.load("a", layers=[3]).layers == [3]
+    with pytest.raises(VectorNotFoundError, match=r"has layers \[1, 3\]"):
+        reg.load("a", layers=[2])
+
+
+def test_list_filters_by_model_and_refuses_silent_overwrite(tmp_path):
+    reg = Registry(tmp_path)
+    reg.save(vec("org/a"), name="x")
+    reg.save(vec("org/b"), name="x")
+    reg.save(vec("org/b"), name="y")
+    assert [(e["model"], e["name"]) for e in reg.list()] == [("org/a", "x"), ("org/b", "x"), ("org/b", "y")]
+    assert [e["name"] for e in reg.list(model="org/b")] == ["x", "y"]
+    with pytest.raises(RegistryError, match="overwrite=True"):
+        reg.save(vec("org/a", seed=1), name="x")
+    reg.save(vec("org/a", seed=1), name="x", overwrite=True)
+    assert len(reg.list(model="org/a")) == 1
+    with pytest.raises(VectorNotFoundError, match="several models"):
+        reg.load("x")
+
+
+def test_unknown_name_lists_nearest(tmp_path):
+    reg = Registry(tmp_path)
+    reg.save(vec(), name="concise-cot")
+    with pytest.raises(VectorNotFoundError, match="concise-cot"):
+        reg.load("concise-cott")
+
+
+def test_tampered_file_is_refused(tmp_path):
+    reg = Registry(tmp_path)
+    reg.save(vec(), name="a")
+    path = tmp_path / "org--tiny/a/layer-1.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(RegistryError, match="sha256"):
+        reg.load("a")
+
+
+@pytest.mark.parametrize("bad", ["../etc/passwd", "/abs/path", "a/../../b", "a\\b", "a/b c", "", "a//b"])
+def test_path_traversal_and_odd_names_are_refused(bad):
+    with pytest.raises(RegistryError):
+        safe_relpath(bad)
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b/c", "", "x" * 200, ".hidden"])
+def test_bad_model_ids_are_refused(bad):
+    with pytest.raises(RegistryError):
+        model_slug(bad)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"{not json", "not valid JSON"),
+        (b'{"schema": "other", "version": 1, "entries": []}', "not a steering registry"),
+        (b'{"schema": "steering.registry", "version": 99, "entries": []}', "version 99"),
+        (b'{"schema": "steering.registry", "version": 1, "entries": {}}', "must be a list"),
+        (b'{"schema": "steering.registry", "version": 1, "entries": [{"model": "m", "name": "n"}]}', "lacks"),
+    ],
+)
+def test_malformed_index_is_refused(tmp_path, content, match):
+    (tmp_path / "index.json").write_bytes(content)
+    with pytest.raises(RegistryError, match=match):
+        Registry(tmp_path).list()
+
+
+def test_index_with_traversal_entry_is_refused(tmp_path):
+    reg = Registry(tmp_path)
+    reg.save(vec(), name="a")
+    index = json.loads((tmp_path / "index.json").read_text())
+    index["entries"][0]["files"]["1"]["path"] = "../../outside.safetensors"
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(RegistryError, match="Refusing|Invalid"):
+        reg.load("a")
+
+
+def test_save_needs_a_model_id(tmp_path):
+    with pytest.raises(RegistryError, match="model="):
+        Registry(tmp_path).save(SteeringVector({0: torch.ones(2)}), name="a")
+    with pytest.raises(RegistryError, match="Invalid vector name"):
+        Registry(tmp_path).save(vec(), name="../a")
