@@ -164,6 +164,65 @@ class _HubSource:
         return self._get(rel)
 
 
+def _source(source: str | os.PathLike[str] | None) -> str:
+    source = source if source is not None else os.environ.get("STEERING_REGISTRY")
+    if source is None:
+        raise RegistryError(
+            "No source given: pass source='https://.../index.json', 'hf://org/repo' or a folder, "
+            "or set STEERING_REGISTRY."
+        )
+    return str(source)
+
+
+def _is_remote(source: str) -> bool:
+    return source.startswith(("http://", "https://", "hf://"))
+
+
+def _remote(source: str, offline: bool, timeout: float, progress: bool) -> Any:
+    return _HubSource(source, offline) if source.startswith("hf://") else _HttpSource(source, timeout, progress)
+
+
+def fetch_index(
+    source: str | os.PathLike[str] | None = None, *, offline: bool | None = None, timeout: float = 30.0
+) -> dict[str, Any]:
+    """The validated ``index.json`` of ``source`` (from the cache when offline)."""
+    source = _source(source)
+    offline = is_offline() if offline is None else offline
+    if not _is_remote(source):
+        return Registry(source).index()
+    if source.startswith("hf://"):
+        return parse_index(_remote(source, offline, timeout, False).index(), source)
+    cached = cache_dir() / "indexes" / f"{hashlib.sha256(source.encode()).hexdigest()[:24]}.json"
+    if offline:
+        if not cached.is_file():
+            raise OfflineError(
+                f"Offline, and no index from {source} is cached (looked in {cached}). Pull once online first."
+            )
+        return parse_index(cached.read_bytes(), f"cached index of {source}")
+    raw = _remote(source, offline, timeout, False).index()
+    index = parse_index(raw, source)
+    atomic_write_bytes(cached, raw)
+    return index
+
+
+def _verified(remote: Any, source: str, rec: dict[str, Any], suffix: str, offline: bool, what: str) -> Path:
+    """A local path to the file ``rec`` names, whose sha256 matches the index (cached by content)."""
+    rel, want = safe_relpath(rec["path"]), rec["sha256"]
+    blob = cache_dir() / "blobs" / f"{want}{suffix}"
+    if blob.is_file() and sha256_file(blob) == want:
+        return blob
+    if offline and not source.startswith("hf://"):
+        raise OfflineError(f"Offline, and {what} ({rel}, sha256 {want[:12]}…) is not cached.")
+    blob.unlink(missing_ok=True)  # a stale or corrupted cache entry
+    path = remote.fetch(rel, rec["size"], blob)
+    got = sha256_file(path)
+    if got != want:
+        if path == blob:
+            blob.unlink(missing_ok=True)
+        raise RegistryError(f"{source}: {rel} has sha256 {got[:12]}…, the index lists {want[:12]}…; refused.")
+    return Path(path)
+
+
 def pull(
     name: str,
     model: str | None = None,
@@ -178,48 +237,36 @@ def pull(
 
     ``source`` defaults to ``$STEERING_REGISTRY``. Files are verified against the index's sha256.
     """
-    source = source if source is not None else os.environ.get("STEERING_REGISTRY")
-    if source is None:
-        raise RegistryError(
-            "No source given: pass source='https://.../index.json', 'hf://org/repo' or a folder, "
-            "or set STEERING_REGISTRY."
-        )
-    source = str(source)
+    source = _source(source)
     offline = is_offline() if offline is None else offline
-    if not source.startswith(("http://", "https://", "hf://")):
+    if not _is_remote(source):
         return Registry(source).load(name, model=model, layers=layers)
-
-    cache = cache_dir()
-    remote: Any = _HubSource(source, offline) if source.startswith("hf://") else _HttpSource(source, timeout, progress)
-    cached_index = cache / "indexes" / f"{hashlib.sha256(source.encode()).hexdigest()[:24]}.json"
-    if offline and not source.startswith("hf://"):
-        if not cached_index.is_file():
-            raise OfflineError(
-                f"Offline, and no index from {source} is cached (looked in {cached_index}). Pull once online first."
-            )
-        index = parse_index(cached_index.read_bytes(), f"cached index of {source}")
-    else:
-        raw = remote.index()
-        index = parse_index(raw, source)
-        if not source.startswith("hf://"):
-            atomic_write_bytes(cached_index, raw)
-    entry = find_entry(index, name, model, source)
+    entry = find_entry(fetch_index(source, offline=offline, timeout=timeout), name, model, source)
+    remote = _remote(source, offline, timeout, progress)
     parts = []
     for layer in select_layers(entry, layers):
-        rec = entry["files"][str(layer)]
-        rel, want = safe_relpath(rec["path"]), rec["sha256"]
-        blob = cache / "blobs" / f"{want}.safetensors"
-        if blob.is_file() and sha256_file(blob) == want:
-            path = blob
-        elif offline and not source.startswith("hf://"):
-            raise OfflineError(f"Offline, and layer {layer} of {name!r} ({rel}, sha256 {want[:12]}…) is not cached.")
-        else:
-            blob.unlink(missing_ok=True)  # a stale or corrupted cache entry
-            path = remote.fetch(rel, rec["size"], blob)
-            got = sha256_file(path)
-            if got != want:
-                if path == blob:
-                    blob.unlink(missing_ok=True)
-                raise RegistryError(f"{source}: {rel} has sha256 {got[:12]}…, the index lists {want[:12]}…; refused.")
-        parts.append(SteeringVector.load(path))
+        what = f"layer {layer} of {name!r}"
+        parts.append(
+            SteeringVector.load(_verified(remote, source, entry["files"][str(layer)], ".safetensors", offline, what))
+        )
     return merge_layers(parts)
+
+
+def pull_card(
+    name: str,
+    model: str | None = None,
+    source: str | os.PathLike[str] | None = None,
+    *,
+    offline: bool | None = None,
+    timeout: float = 30.0,
+) -> str | None:
+    """The card (markdown) of a published vector, verified like its files; ``None`` if it has none."""
+    source = _source(source)
+    offline = is_offline() if offline is None else offline
+    if not _is_remote(source):
+        return Registry(source).card(name, model=model)
+    entry = find_entry(fetch_index(source, offline=offline, timeout=timeout), name, model, source)
+    if not entry.get("card"):
+        return None
+    remote = _remote(source, offline, timeout, False)
+    return _verified(remote, source, entry["card"], ".md", offline, f"the card of {name!r}").read_text(encoding="utf-8")

@@ -82,6 +82,16 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def _check_file(rec: Any, where: str) -> None:
+    if not isinstance(rec, dict):
+        raise RegistryError(f"{where}: a file record must be an object with path, sha256 and size.")
+    safe_relpath(rec.get("path"))
+    if not re.fullmatch(r"[0-9a-f]{64}", str(rec.get("sha256", ""))):
+        raise RegistryError(f"{where}: no valid sha256.")
+    if isinstance(rec.get("size"), bool) or not isinstance(rec.get("size"), int) or rec["size"] < 0:
+        raise RegistryError(f"{where}: no valid size.")
+
+
 def _check_entry(entry: Any, where: str) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise RegistryError(f"{where}: each entry must be an object, got {type(entry).__name__}.")
@@ -94,15 +104,11 @@ def _check_entry(entry: Any, where: str) -> dict[str, Any]:
     if not isinstance(files, dict) or not files:
         raise RegistryError(f"{where}: 'files' must map layer numbers to file records.")
     for layer, rec in files.items():
-        if not str(layer).isdigit() or not isinstance(rec, dict):
-            raise RegistryError(f"{where}: bad file record for layer {layer!r}.")
-        safe_relpath(rec.get("path"))
-        if not re.fullmatch(r"[0-9a-f]{64}", str(rec.get("sha256", ""))):
-            raise RegistryError(f"{where}: layer {layer} has no valid sha256.")
-        if not isinstance(rec.get("size"), int) or rec["size"] < 0:
-            raise RegistryError(f"{where}: layer {layer} has no valid size.")
+        if not str(layer).isdigit():
+            raise RegistryError(f"{where}: file keys must be layer numbers, got {layer!r}.")
+        _check_file(rec, f"{where} layer {layer}")
     if entry.get("card") is not None:
-        safe_relpath(entry["card"].get("path") if isinstance(entry["card"], dict) else None)
+        _check_file(entry["card"], f"{where} card")
     return entry
 
 

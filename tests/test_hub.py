@@ -127,8 +127,9 @@ def test_two_processes_pulling_at_once_both_get_a_good_file(published):
         "import steering.hub as h, sys; v = h.pull('concise', source=sys.argv[1], progress=False);"
         "print(float(v.directions[1].sum()))"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code, server.url], stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, server.url], stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
     assert outs == [str(float(vec.directions[1].sum()))] * 2

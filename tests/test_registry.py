@@ -22,8 +22,11 @@ def test_save_writes_layout_index_and_card(tmp_path):
     reg = Registry(tmp_path)
     entry = reg.save(vec(), name="concise-cot", card="# concise\n", recommended_strength=4.0)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
-        ".index.lock", "index.json", "org--tiny/concise-cot/card.md",
-        "org--tiny/concise-cot/layer-1.safetensors", "org--tiny/concise-cot/layer-3.safetensors",
+        ".index.lock",
+        "index.json",
+        "org--tiny/concise-cot/card.md",
+        "org--tiny/concise-cot/layer-1.safetensors",
+        "org--tiny/concise-cot/layer-3.safetensors",
     ]
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["schema"] == "steering.registry" and index["version"] == 1
@@ -113,7 +116,7 @@ def test_index_with_traversal_entry_is_refused(tmp_path):
     index = json.loads((tmp_path / "index.json").read_text())
     index["entries"][0]["files"]["1"]["path"] = "../../outside.safetensors"
     (tmp_path / "index.json").write_text(json.dumps(index))
-    with pytest.raises(RegistryError, match="Refusing|Invalid"):
+    with pytest.raises(RegistryError, match=r"Refusing|Invalid"):
         reg.load("a")
 
 

@@ -206,3 +206,14 @@ def fingerprint(model: nn.Module) -> str:
         sample = p.detach().reshape(-1)[:256].to("cpu", torch.bfloat16).view(torch.int16)
         h.update(sample.numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def cache_kwarg(model: nn.Module) -> str:
+    """The forward argument that takes a KV cache: ``cache`` (transformers 5) or ``past_key_values``."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache a forward pass returned, under either name."""
+    return getattr(output, "cache", None) or getattr(output, "past_key_values", None)

@@ -1,0 +1,185 @@
+"""``steering`` command line: list, show, pull and push registry vectors; extract; the demo.
+
+Each verb is a thin layer over the Python API; errors print one clear line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import SteeringError
+
+DEFAULT_REGISTRY = "vectors"
+
+
+def _layers(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"layers must be integers like '10,12' or '-4', got {text!r}") from None
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from .hub import fetch_index
+
+    entries = [
+        e
+        for e in fetch_index(args.registry, offline=args.offline)["entries"]
+        if args.model is None or e["model"] == args.model
+    ]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        print(f"(no vectors in {args.registry})")
+    for e in entries:
+        meta = e.get("metadata", {})
+        strength = meta.get("recommended_strength")
+        extra = f"  strength {strength:g}" if isinstance(strength, (int, float)) else ""
+        print(
+            f"{e['model']}  {e['name']}  layers {e['layers']}  {meta.get('method', '?')}@{meta.get('position', '?')}"
+            + extra
+        )
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from .hub import fetch_index, pull_card
+    from .registry import find_entry
+
+    entry = find_entry(fetch_index(args.registry, offline=args.offline), args.name, args.model, str(args.registry))
+    print(json.dumps({k: entry[k] for k in ("model", "name", "layers", "metadata") if k in entry}, indent=2))
+    card = pull_card(args.name, args.model, args.registry, offline=args.offline)
+    if card:
+        print("\n" + card)
+
+
+def cmd_pull(args: argparse.Namespace) -> None:
+    from .hub import pull
+
+    vec = pull(args.name, args.model, args.source, args.layers, offline=args.offline)
+    if args.out:
+        vec.save(args.out)
+        print(f"saved {args.name} (layers {vec.layers}) to {args.out}")
+    else:
+        print(f"{args.name}: layers {vec.layers}, cached (use --out FILE to write a copy)")
+
+
+def cmd_push(args: argparse.Namespace) -> None:
+    from .registry import Registry
+    from .vector import SteeringVector
+
+    if str(args.to).startswith(("http://", "https://", "hf://")):
+        raise SteeringError(
+            f"push writes to a local registry folder, got {args.to!r}. To publish, push into a clone of the "
+            "registry repository (or a folder your web server serves) and upload that folder."
+        )
+    vec = SteeringVector.load(args.vector)
+    card = Path(args.card).read_text(encoding="utf-8") if args.card else None
+    entry = Registry(args.to).save(
+        vec, args.name, model=args.model, card=card, recommended_strength=args.strength, overwrite=args.overwrite
+    )
+    print(f"pushed {entry['model']}/{entry['name']} (layers {entry['layers']}) to {args.to}")
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .extract import extract
+
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=args.dtype)
+    vec = extract(
+        model,
+        tok,
+        args.pairs,
+        layers=args.layers,
+        method=args.method,
+        position=args.position,
+        batch_size=args.batch_size,
+    )
+    vec.save(args.out)
+    norms = {la: round(d["norm"], 3) for la, d in vec.metadata["diagnostics"].items()}
+    print(f"saved {args.out}: layers {vec.layers}, norms {norms}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo.main import run
+
+    run(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="steering", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="list the vectors in a registry (folder, https URL or hf://org/repo)")
+    s.add_argument("--registry", default=DEFAULT_REGISTRY)
+    s.add_argument("--model")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--offline", action="store_true", default=None)
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("show", help="metadata and card of one vector")
+    s.add_argument("name")
+    s.add_argument("--model")
+    s.add_argument("--registry", default=DEFAULT_REGISTRY)
+    s.add_argument("--offline", action="store_true", default=None)
+    s.set_defaults(fn=cmd_show)
+
+    s = sub.add_parser("pull", help="download a vector by name (verified, cached)")
+    s.add_argument("name")
+    s.add_argument("--model")
+    s.add_argument("--source", help="https://.../index.json, hf://org/repo[@rev] or a folder ($STEERING_REGISTRY)")
+    s.add_argument("--layers", type=_layers)
+    s.add_argument("--out", help="also write the vector to this .safetensors file")
+    s.add_argument("--offline", action="store_true", default=None)
+    s.set_defaults(fn=cmd_pull)
+
+    s = sub.add_parser("push", help="add a saved vector to a local registry folder")
+    s.add_argument("vector", help="a .safetensors file written by SteeringVector.save")
+    s.add_argument("--name", required=True)
+    s.add_argument("--model", help="model id (default: the vector's metadata)")
+    s.add_argument("--to", default=DEFAULT_REGISTRY)
+    s.add_argument("--card", help="a markdown file: how it was made, what it does")
+    s.add_argument("--strength", type=float, help="recommended strength")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(fn=cmd_push)
+
+    s = sub.add_parser("extract", help="extract a vector from a pairs JSONL file on a local transformers model")
+    s.add_argument("--model", required=True, help="a local path (or a hub id, where a hub is reachable)")
+    s.add_argument("--pairs", required=True, help='JSONL rows {"prompt", "positive", "negative"}')
+    s.add_argument("--layers", type=_layers, required=True)
+    s.add_argument("--method", default="mean_diff", choices=["mean_diff", "pca", "probe"])
+    s.add_argument("--position", default="last")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--dtype", default="auto")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_extract)
+
+    s = sub.add_parser("demo", help="the bundled model end to end: compression and elicitation")
+    from .demo.options import add_options
+
+    add_options(s)
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args: Any = parser().parse_args(argv)
+    if getattr(args, "position", None) is not None and args.command == "extract":
+        args.position = int(args.position) if args.position.lstrip("-").isdigit() else args.position
+    try:
+        args.fn(args)
+    except SteeringError as e:
+        print(f"steering {args.command}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Command-line options of ``steering demo`` (kept apart so ``steering --help`` stays light)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n-problems", type=int, default=200, help="held-out problems per evaluation (default 200)")
+    p.add_argument("--n-pairs", type=int, default=50, help="contrastive pairs per vector (default 50)")
+    p.add_argument("--layer", type=int, default=None, help="layer to extract and steer at (default: chosen by sweep)")
+    p.add_argument("--strength", type=float, default=None, help="fixed strength (default: calibrated)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default ./demo-out)")
+    p.add_argument(
+        "--registry", type=Path, default=None, help="registry folder to save the vectors into (default: <out>/vectors)"
+    )
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: the bundled demo model)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from servers import serve
+
+from steering import SteeringVector
+from steering.cli import main
+
+
+@pytest.fixture
+def saved(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEERING_CACHE", str(tmp_path / "cache"))
+    for var in ("STEERING_OFFLINE", "HF_HUB_OFFLINE", "STEERING_REGISTRY"):
+        monkeypatch.delenv(var, raising=False)
+    vec = SteeringVector(
+        {2: torch.arange(6.0)}, {"model": "org/tiny", "hidden_size": 6, "method": "mean_diff", "position": "first"}
+    )
+    path = vec.save(tmp_path / "v.safetensors")
+    (tmp_path / "card.md").write_text("# Concise CoT\nMade from 50 pairs.\n")
+    return tmp_path, path, vec
+
+
+def test_push_list_show_pull(saved, capsys):
+    tmp, path, vec = saved
+    reg = str(tmp / "reg")
+    assert (
+        main(["push", str(path), "--name", "concise", "--to", reg, "--card", str(tmp / "card.md"), "--strength", "3.5"])
+        == 0
+    )
+    assert "pushed org/tiny/concise" in capsys.readouterr().out
+    assert main(["list", "--registry", reg]) == 0
+    out = capsys.readouterr().out
+    assert "org/tiny  concise  layers [2]  mean_diff@first  strength 3.5" in out
+    assert main(["list", "--registry", reg, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "concise"
+    assert main(["show", "concise", "--registry", reg]) == 0
+    out = capsys.readouterr().out
+    assert '"recommended_strength": 3.5' in out and "# Concise CoT" in out
+    assert main(["pull", "concise", "--source", reg, "--out", str(tmp / "copy.safetensors")]) == 0
+    assert torch.equal(SteeringVector.load(tmp / "copy.safetensors").directions[2], vec.directions[2])
+
+
+def test_pull_and_show_over_http(saved, capsys):
+    tmp, path, vec = saved
+    main(["push", str(path), "--name", "concise", "--to", str(tmp / "reg"), "--card", str(tmp / "card.md")])
+    with serve(tmp / "reg") as server:
+        assert main(["pull", "concise", "--source", server.url, "--out", str(tmp / "c.safetensors")]) == 0
+        assert main(["show", "concise", "--registry", server.url]) == 0
+        assert "Made from 50 pairs" in capsys.readouterr().out
+    assert main(["list", "--registry", server.url, "--offline"]) == 0  # served from the cache
+    assert "concise" in capsys.readouterr().out
+
+
+def test_errors_exit_2_with_one_clear_line(saved, capsys):
+    tmp, path, _ = saved
+    main(["push", str(path), "--name", "concise", "--to", str(tmp / "reg")])
+    capsys.readouterr()
+    assert main(["pull", "consise", "--source", str(tmp / "reg")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("steering pull: No vector 'consise'") and "concise" in err
+    assert main(["push", str(path), "--name", "x", "--to", "hf://org/repo"]) == 2
+    assert main(["push", str(path), "--name", "concise", "--to", str(tmp / "reg")]) == 2  # no silent overwrite
+    assert "overwrite" in capsys.readouterr().err
