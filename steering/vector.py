@@ -117,6 +117,10 @@ class SteeringVector:
         """Each layer's direction scaled to unit norm."""
         return SteeringVector({k: d / d.norm().clamp_min(1e-12) for k, d in self.directions.items()}, self.metadata)
 
+    def with_metadata(self, **updates: Any) -> SteeringVector:
+        """A copy with metadata keys added or replaced."""
+        return SteeringVector(self.directions, {**self.metadata, **updates})
+
     def select(self, layers: list[int]) -> SteeringVector:
         """Only the given layers (which must be present)."""
         missing = [la for la in layers if la not in self.directions]
