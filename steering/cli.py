@@ -70,18 +70,19 @@ def cmd_pull(args: argparse.Namespace) -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> None:
-    from .registry import Registry
+    from .publish import push
     from .vector import SteeringVector
 
-    if str(args.to).startswith(("http://", "https://", "hf://")):
-        raise SteeringError(
-            f"push writes to a local registry folder, got {args.to!r}. To publish, push into a clone of the "
-            "registry repository (or a folder your web server serves) and upload that folder."
-        )
     vec = SteeringVector.load(args.vector)
     card = Path(args.card).read_text(encoding="utf-8") if args.card else None
-    entry = Registry(args.to).save(
-        vec, args.name, model=args.model, card=card, recommended_strength=args.strength, overwrite=args.overwrite
+    entry = push(
+        vec,
+        args.name,
+        args.to,
+        model=args.model,
+        card=card,
+        recommended_strength=args.strength,
+        overwrite=args.overwrite,
     )
     print(f"pushed {entry['model']}/{entry['name']} (layers {entry['layers']}) to {args.to}")
 
@@ -140,7 +141,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--offline", action="store_true", default=None)
     s.set_defaults(fn=cmd_pull)
 
-    s = sub.add_parser("push", help="add a saved vector to a local registry folder")
+    s = sub.add_parser("push", help="add a saved vector to a registry folder or a Hub repo (hf://org/repo)")
     s.add_argument("vector", help="a .safetensors file written by SteeringVector.save")
     s.add_argument("--name", required=True)
     s.add_argument("--model", help="model id (default: the vector's metadata)")

@@ -29,6 +29,40 @@ class Handler(BaseHTTPRequestHandler):
         file = (self.server.root / path).resolve()
         return file if file.is_file() and self.server.root.resolve() in file.parents else None
 
+    def do_POST(self):
+        """The two Hub endpoints a commit uses: preupload (all files 'regular') and commit (ndjson)."""
+        import base64
+        import json
+
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        parts = self.path.split("?", 1)[0].strip("/").split("/")  # api/models/org/repo/<verb>/<rev>
+        self.server.requests.append("POST " + "/".join(parts))
+        if self.server.faults.get("commit") == 403:
+            self.send_error(403)
+            return
+        if len(parts) >= 6 and parts[4] == "preupload":
+            files = json.loads(body)["files"]
+            reply = {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+        elif len(parts) >= 6 and parts[4] == "commit":
+            for line in body.decode().splitlines():
+                item = json.loads(line)
+                if item["key"] == "file":
+                    dest = self.server.root / item["value"]["path"]
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(base64.b64decode(item["value"]["content"]))
+            self.server.commits += 1
+            url = f"{self.server.url}/{parts[2]}/{parts[3]}/commit/{COMMIT}"
+            reply = {"commitUrl": url, "commitOid": COMMIT, "pullRequestUrl": None}
+        else:
+            self.send_error(404)
+            return
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_HEAD(self):
         self._serve(body=False)
 
@@ -40,7 +74,12 @@ class Handler(BaseHTTPRequestHandler):
         self.server.requests.append(self.rel)
         fault = self.server.faults.get(self.rel)
         if fault in (404, 500) or file is None:
-            self.send_error(fault if isinstance(fault, int) else 404)
+            code = fault if isinstance(fault, int) else 404
+            self.send_response(code)
+            if code == 404:
+                self.send_header("X-Error-Code", "EntryNotFound")  # what the Hub says for a missing file
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         data = file.read_bytes()
         if fault == "wrong":
@@ -73,6 +112,7 @@ class RegistryServer(ThreadingHTTPServer):
         self.root = root
         self.faults: dict[str, object] = {}
         self.requests: list[str] = []
+        self.commits = 0
         self.slow_seconds = 2.0
 
     @property

@@ -61,6 +61,7 @@ def test_errors_exit_2_with_one_clear_line(saved, capsys):
     assert main(["pull", "consise", "--source", str(tmp / "reg")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("steering pull: No vector 'consise'") and "concise" in err
-    assert main(["push", str(path), "--name", "x", "--to", "hf://org/repo"]) == 2
+    assert main(["push", str(path), "--name", "x", "--to", "https://example.invalid/vectors"]) == 2
+    assert "read-only" in capsys.readouterr().err
     assert main(["push", str(path), "--name", "concise", "--to", str(tmp / "reg")]) == 2  # no silent overwrite
     assert "overwrite" in capsys.readouterr().err

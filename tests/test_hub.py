@@ -157,3 +157,27 @@ def test_local_folder_source_and_missing_source(published, tmp_path, monkeypatch
         hub.pull("concise")
     monkeypatch.setenv("STEERING_REGISTRY", str(tmp_path / "remote"))
     assert hub.pull("concise").layers == [1, 2]
+
+
+def test_push_to_a_hub_repository_then_pull_it_back(tmp_path, monkeypatch):
+    from steering.publish import push
+
+    monkeypatch.setenv("STEERING_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_for_loopback")
+    (tmp_path / "repo").mkdir()
+    a = SteeringVector({1: torch.arange(8.0)}, {"model": "org/tiny", "hidden_size": 8})
+    b = SteeringVector({2: torch.ones(8)}, {"model": "org/tiny", "hidden_size": 8})
+    with serve(tmp_path / "repo") as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        push(a, "first", "hf://org/vectors", card="# first")  # creates the registry
+        push(b, "second", "hf://org/vectors")  # keeps the first entry
+        assert server.commits == 2
+        assert [e["name"] for e in Registry(tmp_path / "repo").list()] == ["first", "second"]
+        got = hub.pull("first", source="hf://org/vectors", progress=False)
+        assert torch.equal(got.directions[1], a.directions[1])
+        with pytest.raises(RegistryError, match="overwrite"):
+            push(a, "first", "hf://org/vectors")
+        server.faults["commit"] = 403
+        with pytest.raises(DownloadError, match="refused"):
+            push(a, "third", "hf://org/vectors")
