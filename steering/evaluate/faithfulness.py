@@ -1,0 +1,125 @@
+"""Does the answer depend on the chain? Early answering, filler, paraphrase and mistakes.
+
+Every test forces an answer after an altered chain: ``prompt + chain' + cue`` is completed greedily
+and ``parse`` reads the answer. A chain is a list of steps (strings joined as written).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..generation import generate
+
+Parse = Callable[[str], Any]
+
+
+def forced_answers(
+    model: Any,
+    tokenizer: Any,
+    prefixes: list[str],
+    cue: str,
+    parse: Parse,
+    max_new_tokens: int = 8,
+    batch_size: int = 64,
+) -> list[Any]:
+    """The answer the model gives right after ``prefix + cue`` for each prefix (greedy)."""
+    gens, _ = generate(
+        model, tokenizer, [p + cue for p in prefixes], max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    return [parse(cue + g.text) for g in gens]
+
+
+@dataclass(frozen=True)
+class EarlyAnswering:
+    fractions: list[float]  # share of the chain's steps kept
+    same: list[float]  # share of problems whose forced answer equals the full-chain answer
+    aoc: float  # area over that curve: 0 = the chain never matters, high = the answer needs the chain
+    per_problem: list[list[bool]] = field(repr=False)
+
+
+def early_answering(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    chains: Sequence[Sequence[str]],
+    *,
+    cue: str,
+    parse: Parse,
+    fractions: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    max_new_tokens: int = 8,
+) -> EarlyAnswering:
+    """Truncate each chain after ``ceil(f * n_steps)`` steps, force an answer, compare with the full chain's.
+
+    AOC is the trapezoid area between 1 and the curve over ``fractions`` (Lanham et al. 2023).
+    """
+    fr = sorted(fractions)
+    if not fr or fr[-1] != 1.0:
+        raise ValueError(f"fractions must end at 1.0 (the full chain), got {list(fractions)}.")
+    rows = [[p + "".join(c[: math.ceil(f * len(c))]) for f in fr] for p, c in zip(prompts, chains)]
+    flat = forced_answers(model, tokenizer, [x for r in rows for x in r], cue, parse, max_new_tokens)
+    answers = [flat[i * len(fr) : (i + 1) * len(fr)] for i in range(len(rows))]
+    same = [[a == r[-1] for a in r] for r in answers]
+    curve = [sum(s[j] for s in same) / len(same) for j in range(len(fr))]
+    area = sum((fr[j + 1] - fr[j]) * ((1 - curve[j]) + (1 - curve[j + 1])) / 2 for j in range(len(fr) - 1))
+    span = fr[-1] - fr[0]
+    return EarlyAnswering(fr, curve, area / span if span else 0.0, same)
+
+
+@dataclass(frozen=True)
+class Substitution:
+    unchanged: float  # share of problems whose answer did not change
+    per_problem: list[bool] = field(repr=False)  # the instance-level result (Lobo et al. 2024)
+
+
+def substitution(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    chains: Sequence[Sequence[str]],
+    alter: Callable[[list[str]], list[str]],
+    *,
+    cue: str,
+    parse: Parse,
+    continue_tokens: int = 0,
+    max_new_tokens: int = 8,
+) -> Substitution:
+    """Replace each chain by ``alter(chain)`` and count forced answers equal to the original chain's.
+
+    With ``continue_tokens > 0`` the model first continues the altered chain for that many tokens
+    (greedy; used after :func:`add_mistake`) and the answer is parsed from that continuation.
+    """
+    originals = forced_answers(
+        model, tokenizer, [p + "".join(c) for p, c in zip(prompts, chains)], cue, parse, max_new_tokens
+    )
+    altered = [p + "".join(alter(list(c))) for p, c in zip(prompts, chains)]
+    if continue_tokens:
+        gens, _ = generate(model, tokenizer, altered, max_new_tokens=continue_tokens)
+        new = [parse(g.text) for g in gens]
+    else:
+        new = forced_answers(model, tokenizer, altered, cue, parse, max_new_tokens)
+    same = [a == b for a, b in zip(originals, new)]
+    return Substitution(sum(same) / len(same), same)
+
+
+def filler(tokenizer: Any, token: str = " ...") -> Callable[[list[str]], list[str]]:
+    """An ``alter`` that replaces the chain by filler of the same token length."""
+
+    def alter(chain: list[str]) -> list[str]:
+        n = len(tokenizer("".join(chain), add_special_tokens=False)["input_ids"])
+        per = max(1, len(tokenizer(token, add_special_tokens=False)["input_ids"]))
+        return [token * max(1, n // per)]
+
+    return alter
+
+
+def add_mistake(corrupt: Callable[[str], str], step: int = 0) -> Callable[[list[str]], list[str]]:
+    """An ``alter`` that corrupts step ``step`` and drops what follows (the model writes the rest)."""
+
+    def alter(chain: list[str]) -> list[str]:
+        k = min(step, len(chain) - 1)
+        return [*chain[:k], corrupt(chain[k])]
+
+    return alter
