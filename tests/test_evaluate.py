@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,3 +119,24 @@ def test_length_curve_finds_the_inverted_u():
     assert c["accuracy_past_optimum"] < 0.5
     with pytest.raises(ValueError):
         length_curve([], [])
+
+
+def test_forced_continuation_keeps_prompt_tied_steering_where_generation_had_it():
+    """Inside steer(scope="prompt_last"), continuing prompt + part of the steered chain reproduces
+    the rest of that chain: the vector acts at the problem's last token, not at the prefix's end."""
+    import steering
+    from steering.demo import MODEL_ID
+    from steering.evaluate.continuation import continue_greedy
+
+    model, tok = load()
+    reg = steering.Registry(Path(__file__).resolve().parents[1] / "vectors")
+    strength = next(e for e in reg.list(model=MODEL_ID) if e["name"] == "concise-cot")["metadata"][
+        "recommended_strength"
+    ]
+    prompt = problems(1, "addsub", seed=41)[0].prompt
+    with steering.steer(model, reg.load("concise-cot"), strength, scope="prompt_last"):
+        (full,), _ = generate(model, tok, [prompt], max_new_tokens=40)
+        cut = full.text.index(". ") + 1  # after the first step
+        rest = continue_greedy(model, tok, prompt, full.text[:cut], 40)
+    assert full.text.startswith(" ") and "Let me think" not in full.text  # steered: concise
+    assert full.text[:cut] + rest == full.text

@@ -41,7 +41,7 @@ def cue_for(text: str) -> str:
     return " Answer:" if classify(text) in ("concise", "direct") else " So the answer is"
 
 
-def finetune_on_answers(model: Any, tok: Any, n_steps: int, seed: int) -> Any:
+def finetune_on_answers(model: Any, tok: Any, n_steps: int, seed: int, lr: float = 1e-4) -> Any:
     """A copy trained on its own sampled addsub chains + the gold answer, loss on the answer only."""
     ft = copy.deepcopy(model)
     pool = problems(1500, "addsub", seed=9000 + seed, split="train")
@@ -56,7 +56,7 @@ def finetune_on_answers(model: Any, tok: Any, n_steps: int, seed: int) -> Any:
         prompt = tok(p.prompt + chain)["input_ids"]
         answer = tok(f" So the answer is {p.answer}.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         rows.append((prompt, answer))
-    opt = torch.optim.AdamW(ft.parameters(), lr=5e-4)
+    opt = torch.optim.AdamW(ft.parameters(), lr=lr)
     rng = random.Random(seed)
     ft.train()
     for _ in range(n_steps):
@@ -135,6 +135,7 @@ def main() -> None:
     ap.add_argument("--n-problems", type=int, default=150)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=1e-4)
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(2)
@@ -145,7 +146,7 @@ def main() -> None:
     entry = next(e for e in reg.list(model=MODEL_ID) if e["name"] == "concise-cot")
     vec = reg.load("concise-cot", model=MODEL_ID)
     print("fine-tuning a copy toward final answers ...", flush=True)
-    ft = finetune_on_answers(model, tok, a.steps, a.seed)
+    ft = finetune_on_answers(model, tok, a.steps, a.seed, a.lr)
     results = {"base": quality(model, tok, probs, a.seed), "fine-tuned": quality(ft, tok, probs, a.seed)}
     with steer(model, vec, entry["metadata"]["recommended_strength"], scope="prompt_last"):
         results["base + concise-cot"] = quality(model, tok, probs, a.seed)

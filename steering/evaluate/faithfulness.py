@@ -1,7 +1,9 @@
 """Does the answer depend on the chain? Early answering, filler, paraphrase and mistakes.
 
 Every test forces an answer after an altered chain: ``prompt + chain' + cue`` is completed greedily
-and ``parse`` reads the answer. A chain is a list of steps (strings joined as written).
+and ``parse`` reads the answer. A chain is a list of steps (strings joined as written). The prompt
+is fed first and the rest through the cache, so a surrounding ``steer`` block acts where it acted
+during generation (see :mod:`steering.evaluate.continuation`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..generation import generate
+from .continuation import continue_greedy
 
 Parse = Callable[[str], Any]
 
@@ -19,17 +21,14 @@ Parse = Callable[[str], Any]
 def forced_answers(
     model: Any,
     tokenizer: Any,
-    prefixes: list[str],
+    prompts: Sequence[str],
+    rests: Sequence[str],
     cue: str,
     parse: Parse,
     max_new_tokens: int = 8,
-    batch_size: int = 64,
 ) -> list[Any]:
-    """The answer the model gives right after ``prefix + cue`` for each prefix (greedy)."""
-    gens, _ = generate(
-        model, tokenizer, [p + cue for p in prefixes], max_new_tokens=max_new_tokens, batch_size=batch_size
-    )
-    return [parse(cue + g.text) for g in gens]
+    """The answer the model gives right after ``prompt + rest + cue`` (greedy), for each row."""
+    return [parse(cue + continue_greedy(model, tokenizer, p, r + cue, max_new_tokens)) for p, r in zip(prompts, rests)]
 
 
 @dataclass(frozen=True)
@@ -58,9 +57,9 @@ def early_answering(
     fr = sorted(fractions)
     if not fr or fr[-1] != 1.0:
         raise ValueError(f"fractions must end at 1.0 (the full chain), got {list(fractions)}.")
-    rows = [[p + "".join(c[: math.ceil(f * len(c))]) for f in fr] for p, c in zip(prompts, chains)]
-    flat = forced_answers(model, tokenizer, [x for r in rows for x in r], cue, parse, max_new_tokens)
-    answers = [flat[i * len(fr) : (i + 1) * len(fr)] for i in range(len(rows))]
+    rests = ["".join(c[: math.ceil(f * len(c))]) for c in chains for f in fr]
+    flat = forced_answers(model, tokenizer, [p for p in prompts for _ in fr], rests, cue, parse, max_new_tokens)
+    answers = [flat[i * len(fr) : (i + 1) * len(fr)] for i in range(len(prompts))]
     same = [[a == r[-1] for a in r] for r in answers]
     curve = [sum(s[j] for s in same) / len(same) for j in range(len(fr))]
     area = sum((fr[j + 1] - fr[j]) * ((1 - curve[j]) + (1 - curve[j + 1])) / 2 for j in range(len(fr) - 1))
@@ -91,15 +90,12 @@ def substitution(
     With ``continue_tokens > 0`` the model first continues the altered chain for that many tokens
     (greedy; used after :func:`add_mistake`) and the answer is parsed from that continuation.
     """
-    originals = forced_answers(
-        model, tokenizer, [p + "".join(c) for p, c in zip(prompts, chains)], cue, parse, max_new_tokens
-    )
-    altered = [p + "".join(alter(list(c))) for p, c in zip(prompts, chains)]
+    originals = forced_answers(model, tokenizer, prompts, ["".join(c) for c in chains], cue, parse, max_new_tokens)
+    altered = ["".join(alter(list(c))) for c in chains]
     if continue_tokens:
-        gens, _ = generate(model, tokenizer, altered, max_new_tokens=continue_tokens)
-        new = [parse(g.text) for g in gens]
+        new = [parse(continue_greedy(model, tokenizer, p, r, continue_tokens)) for p, r in zip(prompts, altered)]
     else:
-        new = forced_answers(model, tokenizer, altered, cue, parse, max_new_tokens)
+        new = forced_answers(model, tokenizer, prompts, altered, cue, parse, max_new_tokens)
     same = [a == b for a, b in zip(originals, new)]
     return Substitution(sum(same) / len(same), same)
 

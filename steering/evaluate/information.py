@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+from .continuation import answer_log_prob
 
 
 @dataclass(frozen=True)
@@ -19,22 +19,6 @@ class InformationGain:
         width = max(map(len, self.log_probs))
         cols = [[lp[k] for lp in self.log_probs if k < len(lp)] for k in range(width)]
         return [sum(c) / len(c) for c in cols]
-
-
-def answer_log_prob(model: Any, tokenizer: Any, prefixes: list[str], answers: list[str]) -> list[float]:
-    """``sum log p(answer tokens | prefix)``: the answer's tokens only, never the prefix's."""
-    out = []
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        for prefix, answer in zip(prefixes, answers):
-            p = tokenizer(prefix)["input_ids"]
-            a = tokenizer(answer, add_special_tokens=False)["input_ids"]
-            ids = torch.tensor([p + a], device=device)
-            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
-            targets = ids[0, 1:]
-            per_token = logp.gather(1, targets[:, None])[:, 0]
-            out.append(float(per_token[len(p) - 1 :].sum()))
-    return out
 
 
 def information_gain(
@@ -52,8 +36,9 @@ def information_gain(
     """
     curves, gains = [], []
     for prompt, chain, answer in zip(prompts, chains, answers):
-        prefixes = [prompt + "".join(chain[:k]) + cue for k in range(len(chain) + 1)]
-        lps = answer_log_prob(scorer, tokenizer, prefixes, [answer] * len(prefixes))
+        lps = [
+            answer_log_prob(scorer, tokenizer, prompt, "".join(chain[:k]) + cue, answer) for k in range(len(chain) + 1)
+        ]
         curves.append(lps)
         gains += [lps[k] - lps[k - 1] for k in range(1, len(lps))]
     return InformationGain(curves, sum(gains) / len(gains) if gains else 0.0)
