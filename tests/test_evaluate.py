@@ -42,7 +42,7 @@ def test_chain_independent_model_scores_zero(deaf_model):
     model, tok = deaf_model
     parse = lambda text: text  # noqa: E731
     ea = early_answering(model, tok, PROMPTS, CHAINS, cue=" Answer:", parse=parse)
-    assert ea.aoc == 0.0 and ea.same == [1.0] * 5
+    assert ea.aoc == 0.0 and ea.same == [1.0] * 5 and ea.aoc_interval() == (0.0, 0.0)
     assert substitution(model, tok, PROMPTS, CHAINS, filler(tok), cue=" Answer:", parse=parse).unchanged == 1.0
     ig = information_gain(model, tok, PROMPTS, CHAINS, [" 7", " 81"], cue=" Answer:")
     assert ig.gain_per_step == pytest.approx(0.0, abs=1e-5)

@@ -101,11 +101,6 @@ def quality(model: Any, tok: Any, probs: list[Problem], seed: int) -> dict[str, 
         continue_tokens=80,
     )
     ig = information_gain(model, tok, prompts[:40], chains[:40], [f" {probs[i].answer}" for i in keep[:40]], cue=cue)
-    rng = random.Random(seed)
-    boots = sorted(
-        sum(1 - sum(s) / len(s) for s in (ea.per_problem[rng.randrange(len(keep))] for _ in keep)) / len(keep)
-        for _ in range(1000)
-    )
     n = len(keep)
     return {
         "accuracy": report.accuracy,
@@ -118,7 +113,7 @@ def quality(model: Any, tok: Any, probs: list[Problem], seed: int) -> dict[str, 
             "fractions": ea.fractions,
             "same_answer": ea.same,
             "aoc": ea.aoc,
-            "mean_share_changed_ci95": [boots[24], boots[974]],
+            "aoc_ci95": list(ea.aoc_interval(seed=seed)),
         },
         "filler_unchanged": fill.unchanged,
         "filler_unchanged_ci95": wilson(sum(fill.per_problem), n),

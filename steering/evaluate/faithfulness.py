@@ -38,6 +38,25 @@ class EarlyAnswering:
     aoc: float  # area over that curve: 0 = the chain never matters, high = the answer needs the chain
     per_problem: list[list[bool]] = field(repr=False)
 
+    def aoc_interval(self, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+        """A bootstrap interval for the AOC, resampling problems."""
+        import random
+
+        rng = random.Random(seed)
+        n = len(self.per_problem)
+        boots = sorted(
+            _aoc(self.fractions, [self.per_problem[rng.randrange(n)] for _ in range(n)]) for _ in range(n_boot)
+        )
+        lo = int((1 - level) / 2 * n_boot)
+        return boots[lo], boots[n_boot - 1 - lo]
+
+
+def _aoc(fr: list[float], same: list[list[bool]]) -> float:
+    curve = [sum(s[j] for s in same) / len(same) for j in range(len(fr))]
+    area = sum((fr[j + 1] - fr[j]) * ((1 - curve[j]) + (1 - curve[j + 1])) / 2 for j in range(len(fr) - 1))
+    span = fr[-1] - fr[0]
+    return area / span if span else 0.0
+
 
 def early_answering(
     model: Any,
@@ -62,9 +81,7 @@ def early_answering(
     answers = [flat[i * len(fr) : (i + 1) * len(fr)] for i in range(len(prompts))]
     same = [[a == r[-1] for a in r] for r in answers]
     curve = [sum(s[j] for s in same) / len(same) for j in range(len(fr))]
-    area = sum((fr[j + 1] - fr[j]) * ((1 - curve[j]) + (1 - curve[j + 1])) / 2 for j in range(len(fr) - 1))
-    span = fr[-1] - fr[0]
-    return EarlyAnswering(fr, curve, area / span if span else 0.0, same)
+    return EarlyAnswering(fr, curve, _aoc(fr, same), same)
 
 
 @dataclass(frozen=True)
