@@ -62,6 +62,21 @@ def choose(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], tuple]) -
     return min(rows, key=key)
 
 
+def _pairs(model: Any, tok: Any, pool: list[Problem], want: str, own: str, n: int) -> list[Any]:
+    """Pairs whose positive is the task's ``want`` chain and whose negative is the model's own
+    greedy completion, kept where that completion is in mode ``own``."""
+    pairs = build_pairs(
+        model,
+        tok,
+        [p.prompt for p in pool],
+        [p.completion(want) for p in pool],
+        max_new_tokens=110,
+        batch_size=100,
+        keep_if=lambda _, t: classify(t) == own,
+    )
+    return pairs[:n]
+
+
 def split_train(n_val: int, n_pairs: int, kind: str, seed: int) -> tuple[list[Problem], list[Problem]]:
     pool = problems(n_val + 3 * n_pairs, kind, seed, split="train")
     return pool[:n_val], pool[n_val:]
@@ -88,16 +103,7 @@ def run(args: Any) -> dict[str, Any]:
     val_base, _ = measure(model, tok, val)
 
     _say(f"[2/6] {args.n_pairs} pairs: concise chains vs the model's own (verbose) chains")
-    pairs = build_pairs(
-        model,
-        tok,
-        [p.prompt for p in pool],
-        [p.completion("concise") for p in pool],
-        max_new_tokens=110,
-        batch_size=100,
-        keep_if=lambda _, t: classify(t) == "verbose",
-    )
-    pairs = pairs[: args.n_pairs]
+    pairs = _pairs(model, tok, pool, want="concise", own="verbose", n=args.n_pairs)
 
     _say(f"[3/6] extract at layers {layers} ({FIRST_TOKEN.position!r} and ASC's {ASC.position!r} positions)")
     vecs = {r.name: extract(model, tok, pairs, layers=layers, position=r.position) for r in (FIRST_TOKEN, ASC)}
@@ -166,17 +172,8 @@ def run(args: Any) -> dict[str, Any]:
     e_test = problems(n, "muladd", seed=2000 + seed)
     e_val, e_pool = split_train(100, args.n_pairs, "muladd", seed=4000 + seed)
     e_base, e_base_texts = measure(model, tok, e_test)
-    e_val_base, _ = measure(model, tok, e_val)
-    e_pairs = build_pairs(
-        model,
-        tok,
-        [p.prompt for p in e_pool],
-        [p.completion("verbose") for p in e_pool],
-        max_new_tokens=110,
-        batch_size=100,
-        keep_if=lambda _, t: classify(t) == "direct",
-    )
-    e_vecs = extract(model, tok, e_pairs[: args.n_pairs], layers=layers, position="first")
+    e_pairs = _pairs(model, tok, e_pool, want="verbose", own="direct", n=args.n_pairs)
+    e_vecs = extract(model, tok, e_pairs, layers=layers, position="first")
     vecs["elicit"] = e_vecs
     e_rows = sweep(evaluator(Recipe("elicit", "first", "prompt_last"), e_val), fractions, layers, progress=False)
     e_pick = choose(
@@ -212,9 +209,7 @@ def run(args: Any) -> dict[str, Any]:
         model=MODEL_ID,
         recommended_strength=e_strength,
         overwrite=True,
-        card=_card(
-            "elicit-reasoning", e_vec, e_layer, e_strength, e_base, e_steered, None, None, len(e_pairs[: args.n_pairs])
-        ),
+        card=_card("elicit-reasoning", e_vec, e_layer, e_strength, e_base, e_steered, None, None, len(e_pairs)),
     )
     summary = {
         "n_problems": n,
