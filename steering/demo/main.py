@@ -21,6 +21,7 @@ from ..calibrate import strength_for_norm
 from ..sweep import plot_sweep, sweep
 from . import MODEL_DIR, MODEL_ID
 from .evaluate import Report, measure
+from .report import card, paired_gain, print_table, short
 from .task import Problem, classify, problems
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # strength as a fraction of the layer's residual norm
@@ -183,7 +184,7 @@ def run(args: Any) -> dict[str, Any]:
     e_layer, e_strength = e_pick["layer"], e_pick["abs_strength"]
     e_vec = e_vecs.select([e_layer])
     e_steered, e_texts = _steered(model, e_vec, e_strength, "prompt_last", lambda: measure(model, tok, e_test))
-    gain, gain_ci = _paired_gain(e_test, e_base_texts, e_texts, seed)
+    gain, gain_ci = paired_gain(e_test, e_base_texts, e_texts, seed)
     plot_sweep(
         e_rows,
         ["accuracy", "chain_tokens"],
@@ -201,7 +202,7 @@ def run(args: Any) -> dict[str, Any]:
         model=MODEL_ID,
         recommended_strength=strength,
         overwrite=True,
-        card=_card("concise-cot", vec, layer, strength, base_g, steered_g, reduction, speedup, len(pairs)),
+        card=card("concise-cot", vec, layer, strength, base_g, steered_g, reduction, speedup, len(pairs)),
     )
     registry.save(
         e_vec.with_metadata(recommended_scope="prompt_last"),
@@ -209,13 +210,13 @@ def run(args: Any) -> dict[str, Any]:
         model=MODEL_ID,
         recommended_strength=e_strength,
         overwrite=True,
-        card=_card("elicit-reasoning", e_vec, e_layer, e_strength, e_base, e_steered, None, None, len(e_pairs)),
+        card=card("elicit-reasoning", e_vec, e_layer, e_strength, e_base, e_steered, None, None, len(e_pairs)),
     )
     summary = {
         "n_problems": n,
         "compression": {
-            "baseline": _short(base_g),
-            "steered": _short(steered_g),
+            "baseline": short(base_g),
+            "steered": short(steered_g),
             "layer": layer,
             "strength": strength,
             "strength_fraction_of_resid_norm": pick["strength"],
@@ -225,119 +226,34 @@ def run(args: Any) -> dict[str, Any]:
             "speedup": speedup,
             "speedup_runs": {"baseline_seconds": base_times, "steered_seconds": steer_times},
             "sampled": {
-                "baseline": _short(results["baseline/sampled"]),
-                "steered": _short(results[f"{FIRST_TOKEN.name}/sampled"]),
+                "baseline": short(results["baseline/sampled"]),
+                "steered": short(results[f"{FIRST_TOKEN.name}/sampled"]),
             },
             "asc_recipe": {
                 "layer": picks[ASC.name]["layer"],
                 "strength": picks[ASC.name]["abs_strength"],
-                "greedy": _short(results[f"{ASC.name}/greedy"]),
-                "sampled": _short(results[f"{ASC.name}/sampled"]),
+                "greedy": short(results[f"{ASC.name}/greedy"]),
+                "sampled": short(results[f"{ASC.name}/sampled"]),
                 "validation_sweep": rows[ASC.name],
             },
             "validation_sweep": rows[FIRST_TOKEN.name],
         },
         "elicitation": {
-            "baseline": _short(e_base),
-            "steered": _short(e_steered),
+            "baseline": short(e_base),
+            "steered": short(e_steered),
             "layer": e_layer,
             "strength": e_strength,
             "accuracy_gain": gain,
             "accuracy_gain_ci95": gain_ci,
             "validation_sweep": e_rows,
         },
-        "control": {**_short(control), "note": "random direction, same norm, layer, strength and scope"},
+        "control": {**short(control), "note": "random direction, same norm, layer, strength and scope"},
         "seconds_total": round(time.time() - start, 1),
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _print_table(results, base_g, e_base, e_steered, gain, gain_ci, layer, strength, e_layer, e_strength, speedup)
+    print_table(results, base_g, e_base, e_steered, gain, gain_ci, layer, strength, e_layer, e_strength, speedup)
     _say(
         f"\nresults: {out / 'results.json'}; plots: {out / 'compression_sweep.png'}, "
         f"{out / 'elicitation_sweep.png'}; vectors: {registry.root}  ({summary['seconds_total']}s)"
     )
     return summary
-
-
-def _short(r: Report) -> dict[str, Any]:
-    return {
-        "accuracy": r.accuracy,
-        "accuracy_ci95": r.accuracy_ci,
-        "chain_tokens": r.chain_tokens,
-        "seconds": r.seconds,
-        "well_formed": r.well_formed,
-        "direct_share": r.direct_share,
-        "modes": r.modes,
-    }
-
-
-def _paired_gain(probs: list[Problem], before: list[str], after: list[str], seed: int) -> tuple[float, list[float]]:
-    """Accuracy gain and a 95% paired-bootstrap interval over problems."""
-    from .task import parse_answer
-
-    d = [int(parse_answer(a) == p.answer) - int(parse_answer(b) == p.answer) for p, b, a in zip(probs, before, after)]
-    rng = random.Random(seed)
-    boots = sorted(sum(rng.choice(d) for _ in d) / len(d) for _ in range(2000))
-    return sum(d) / len(d), [boots[49], boots[1949]]
-
-
-def _card(
-    name: str,
-    vec: SteeringVector,
-    layer: int,
-    strength: float,
-    before: Report,
-    after: Report,
-    reduction: float | None,
-    speedup: float | None,
-    n_pairs: int,
-) -> str:
-    effect = (
-        f"chain tokens {before.chain_tokens:.1f} -> {after.chain_tokens:.1f} ({reduction:.0%} fewer), "
-        f"accuracy {before.accuracy:.3f} -> {after.accuracy:.3f}, wall-clock speedup {speedup:.2f}x"
-        if reduction is not None
-        else f"accuracy {before.accuracy:.3f} -> {after.accuracy:.3f}, chain tokens {before.chain_tokens:.1f} -> "
-        f"{after.chain_tokens:.1f}, direct answers {before.direct_share:.0%} -> {after.direct_share:.0%}"
-    )
-    return f"""# {name} ({MODEL_ID})
-
-Made by `steering demo` on the bundled demo model from {n_pairs} pairs whose negative side is the
-model's own greedy completion. Read at the first completion token (`position="first"`), layer {layer};
-apply once at the last prompt token: `steer(model, vec, {strength:.4g}, scope="prompt_last")`.
-
-Measured on held-out problems (greedy): {effect}.
-Norm {float(vec.directions[layer].norm()):.3f}; recommended strength {strength:.4g}.
-"""
-
-
-def _print_table(
-    results: dict[str, Report],
-    base: Report,
-    e_base: Report,
-    e_steered: Report,
-    gain: float,
-    gain_ci: list[float],
-    layer: int,
-    strength: float,
-    e_layer: int,
-    e_strength: float,
-    speedup: float,
-) -> None:
-    _say("\nCompression (held-out addsub problems)")
-    _say(f"{'setting':<50} {'acc':>6} {'95% CI':>15} {'tokens':>7} {'reduct.':>8} {'well-f.':>8} {'direct':>7}")
-    for name, r in results.items():
-        red = 1 - r.chain_tokens / base.chain_tokens if name.endswith("greedy") else float("nan")
-        ci = f"[{r.accuracy_ci[0]:.2f}, {r.accuracy_ci[1]:.2f}]"
-        _say(
-            f"{name:<50} {r.accuracy:>6.3f} {ci:>15} {r.chain_tokens:>7.1f} {red:>8.1%} {r.well_formed:>8.2f} "
-            f"{r.direct_share:>7.2f}"
-        )
-    _say(
-        f"first-token recipe: layer {layer}, strength {strength:.3g}; wall-clock speedup {speedup:.2f}x "
-        "(median of 3 paired runs)"
-    )
-    _say("\nElicitation (held-out muladd problems, greedy)")
-    _say(
-        f"baseline accuracy {e_base.accuracy:.3f} (direct answers {e_base.direct_share:.0%}) -> steered "
-        f"{e_steered.accuracy:.3f} (direct {e_steered.direct_share:.0%}); gain {gain:+.3f}, 95% CI "
-        f"[{gain_ci[0]:+.3f}, {gain_ci[1]:+.3f}]; layer {e_layer}, strength {e_strength:.3g}"
-    )

@@ -1,0 +1,98 @@
+"""Tables, cards and intervals for ``steering demo``'s results."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from ..vector import SteeringVector
+from . import MODEL_ID
+from .evaluate import Report
+from .task import Problem, parse_answer
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def short(r: Report) -> dict[str, Any]:
+    return {
+        "accuracy": r.accuracy,
+        "accuracy_ci95": r.accuracy_ci,
+        "chain_tokens": r.chain_tokens,
+        "seconds": r.seconds,
+        "well_formed": r.well_formed,
+        "direct_share": r.direct_share,
+        "modes": r.modes,
+    }
+
+
+def paired_gain(probs: list[Problem], before: list[str], after: list[str], seed: int) -> tuple[float, list[float]]:
+    """Accuracy gain and a 95% paired-bootstrap interval over problems."""
+    d = [int(parse_answer(a) == p.answer) - int(parse_answer(b) == p.answer) for p, b, a in zip(probs, before, after)]
+    rng = random.Random(seed)
+    boots = sorted(sum(rng.choice(d) for _ in d) / len(d) for _ in range(2000))
+    return sum(d) / len(d), [boots[49], boots[1949]]
+
+
+def card(
+    name: str,
+    vec: SteeringVector,
+    layer: int,
+    strength: float,
+    before: Report,
+    after: Report,
+    reduction: float | None,
+    speedup: float | None,
+    n_pairs: int,
+) -> str:
+    effect = (
+        f"chain tokens {before.chain_tokens:.1f} -> {after.chain_tokens:.1f} ({reduction:.0%} fewer), "
+        f"accuracy {before.accuracy:.3f} -> {after.accuracy:.3f}, wall-clock speedup {speedup:.2f}x"
+        if reduction is not None
+        else f"accuracy {before.accuracy:.3f} -> {after.accuracy:.3f}, chain tokens {before.chain_tokens:.1f} -> "
+        f"{after.chain_tokens:.1f}, direct answers {before.direct_share:.0%} -> {after.direct_share:.0%}"
+    )
+    return f"""# {name} ({MODEL_ID})
+
+Made by `steering demo` on the bundled demo model from {n_pairs} pairs whose negative side is the
+model's own greedy completion. Read at the first completion token (`position="first"`), layer {layer};
+apply once at the last prompt token: `steer(model, vec, {strength:.4g}, scope="prompt_last")`.
+
+Measured on held-out problems (greedy): {effect}.
+Norm {float(vec.directions[layer].norm()):.3f}; recommended strength {strength:.4g}.
+"""
+
+
+def print_table(
+    results: dict[str, Report],
+    base: Report,
+    e_base: Report,
+    e_steered: Report,
+    gain: float,
+    gain_ci: list[float],
+    layer: int,
+    strength: float,
+    e_layer: int,
+    e_strength: float,
+    speedup: float,
+) -> None:
+    _say("\nCompression (held-out addsub problems)")
+    _say(f"{'setting':<50} {'acc':>6} {'95% CI':>15} {'tokens':>7} {'reduct.':>8} {'well-f.':>8} {'direct':>7}")
+    for name, r in results.items():
+        red = 1 - r.chain_tokens / base.chain_tokens if name.endswith("greedy") else float("nan")
+        ci = f"[{r.accuracy_ci[0]:.2f}, {r.accuracy_ci[1]:.2f}]"
+        _say(
+            f"{name:<50} {r.accuracy:>6.3f} {ci:>15} {r.chain_tokens:>7.1f} {red:>8.1%} {r.well_formed:>8.2f} "
+            f"{r.direct_share:>7.2f}"
+        )
+    _say(
+        f"first-token recipe: layer {layer}, strength {strength:.3g}; wall-clock speedup {speedup:.2f}x "
+        "(median of 3 paired runs)"
+    )
+    _say("\nElicitation (held-out muladd problems, greedy)")
+    _say(
+        f"baseline accuracy {e_base.accuracy:.3f} (direct answers {e_base.direct_share:.0%}) -> steered "
+        f"{e_steered.accuracy:.3f} (direct {e_steered.direct_share:.0%}); gain {gain:+.3f}, 95% CI "
+        f"[{gain_ci[0]:+.3f}, {gain_ci[1]:+.3f}]; layer {e_layer}, strength {e_strength:.3g}"
+    )
