@@ -129,8 +129,9 @@ def steer(
             key = (layer, h.device, h.dtype)
             v = cache.get(key)
             if v is None:  # moved once per device and dtype (models split with device_map work)
-                v = cache[key] = direction.to(device=h.device, dtype=h.dtype)
-            steered = op(h, v, s)
+                v = direction.to(device=h.device, dtype=h.dtype)
+                v = cache[key] = s * v if op is _add else v  # "add": one fused add per call
+            steered = h + v if op is _add else op(h, v, s)
             if mask is not True:
                 steered = torch.where(mask.to(h.device)[..., None], steered, h)
             return replace_output(output, steered)

@@ -140,6 +140,9 @@ _SIGNATURES: dict[type, inspect.Signature] = {}
 
 def bind_inputs(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """Name the arguments of a call to ``module.forward`` (pre-hook args and kwargs, any order)."""
+    if not args:  # the common case: transformers calls its sub-modules with keywords only
+        extra = kwargs.get("kwargs")
+        return {**kwargs, **extra} if isinstance(extra, dict) else kwargs
     sig = _SIGNATURES.get(type(module))
     if sig is None:
         sig = _SIGNATURES[type(module)] = inspect.signature(module.forward)
