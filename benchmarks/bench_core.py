@@ -21,21 +21,23 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import steering
 from steering.demo.main import load
-from steering.demo.task import problems
 
 
 def paired(a: Callable[[], Any], b: Callable[[], Any], reps: int) -> dict[str, float]:
     """Median, min and max of time(b) / time(a) over interleaved repetitions (after one warm-up each)."""
     a(), b()
     ratios, ta, tb = [], [], []
-    for _ in range(reps):
+    for rep in range(reps):
+        first, second = (a, b) if rep % 2 == 0 else (b, a)  # alternate the order: no position bias
         t0 = time.perf_counter()
-        a()
+        first()
         t1 = time.perf_counter()
-        b()
-        t2 = time.perf_counter()  # noqa: E702
-        ta.append(t1 - t0), tb.append(t2 - t1)
-        ratios.append((t2 - t1) / (t1 - t0))
+        second()
+        t2 = time.perf_counter()
+        da, db = (t1 - t0, t2 - t1) if rep % 2 == 0 else (t2 - t1, t1 - t0)
+        ta.append(da)
+        tb.append(db)
+        ratios.append(db / da)
     return {
         "ratio": statistics.median(ratios),
         "min": min(ratios),
