@@ -78,12 +78,6 @@ def test_token_matched_position_averages_marker_occurrences():
     model = make_model("gpt2", tok)
     marker = tok(".", add_special_tokens=False).input_ids[0]
 
-    def pick(hs, plen):
-        ids = None
-        for _p in PAIRS:  # find the row: recompute ids from the hidden-state length is ambiguous, so match
-            pass
-        return ids
-
     vec = steering.extract(model, tok, PAIRS, layers=[1], position=steering.Tokens("."), batch_size=4)
     diffs = []
     for p in PAIRS:
