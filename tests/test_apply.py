@@ -247,3 +247,31 @@ def test_token_scope_without_input_ids_raises_and_cleans_up():
     with pytest.raises(ScopeError, match="input_ids"):
         with steering.steer(model, vec, 1.0, scope=Tokens("."), tokenizer=tok), torch.no_grad():
             model(inputs_embeds=embeds)
+
+
+def test_fingerprint_mismatch_warns_and_strict_false_overrides():
+    import warnings
+
+    from steering.apply import FingerprintWarning
+
+    tok = make_tokenizer()
+    a, b = make_model("llama", tok, seed=0), make_model("llama", tok, seed=1)  # same config, other weights
+    from helpers import arithmetic_pairs
+
+    vec = steering.extract(a, tok, arithmetic_pairs(3), layers=[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with steering.steer(a, vec, 1.0):  # its own model: silent
+            pass
+    with pytest.warns(FingerprintWarning, match="other weights"):
+        with steering.steer(b, vec, 1.0):
+            pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with steering.steer(b, vec, 1.0, strict=False):
+            pass
+        with steering.steer(a.to(torch.bfloat16), vec, 1.0):  # a dtype change keeps the fingerprint
+            pass
+    bigger = SteeringVector(vec.directions, {**vec.metadata, "n_layers": 5})
+    with steering.steer(b, bigger, 1.0, strict=False):  # the layer-count check is overridable
+        pass

@@ -65,3 +65,37 @@ def test_errors_exit_2_with_one_clear_line(saved, capsys):
     assert "read-only" in capsys.readouterr().err
     assert main(["push", str(path), "--name", "concise", "--to", str(tmp / "reg")]) == 2  # no silent overwrite
     assert "overwrite" in capsys.readouterr().err
+
+
+def test_extract_verb_on_a_local_model(tmp_path, capsys):
+    from conftest import make_model, make_tokenizer
+    from helpers import arithmetic_pairs
+
+    tok = make_tokenizer()
+    model = make_model("gpt2", tok)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(json.dumps(p.__dict__) for p in arithmetic_pairs(4)))
+    out = tmp_path / "v.safetensors"
+    assert (
+        main(
+            [
+                "extract",
+                "--model",
+                str(tmp_path / "m"),
+                "--pairs",
+                str(pairs),
+                "--layers",
+                "0,-1",
+                "--position",
+                "first",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    vec = SteeringVector.load(out)
+    assert vec.layers == [0, 2] and vec.metadata["position"] == "first" and vec.metadata["n_pairs"] == 4
+    assert "saved" in capsys.readouterr().out
