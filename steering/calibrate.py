@@ -50,7 +50,7 @@ def _continuations(model: Any, tokenizer: Any, prompts: list[str], n_tokens: int
             **enc,
             max_new_tokens=n_tokens,
             do_sample=False,
-            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            pad_token_id=tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id,
         )
     gen = out[:, enc["input_ids"].shape[1] :]
     eos = tokenizer.eos_token_id
