@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from ..generation import generate
@@ -21,9 +21,6 @@ class Report:
     well_formed: float
     direct_share: float
     modes: dict[str, float]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

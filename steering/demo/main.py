@@ -59,10 +59,6 @@ def _steered(model: Any, vec: SteeringVector | None, strength: float, scope: Any
         return fn()
 
 
-def choose(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], tuple]) -> dict[str, Any]:
-    return min(rows, key=key)
-
-
 def _pairs(model: Any, tok: Any, pool: list[Problem], want: str, own: str, n: int) -> list[Any]:
     """Pairs whose positive is the task's ``want`` chain and whose negative is the model's own
     greedy completion, kept where that completion is in mode ``own``."""
@@ -133,7 +129,7 @@ def run(args: Any) -> dict[str, Any]:
     picks = {}
     for name, rs in rows.items():
         fine = [r for r in rs if ok(r)] or [min(rs, key=lambda r: -r["accuracy"])]
-        picks[name] = choose(fine, lambda r: (round(r["chain_tokens"]), r["strength"], r["layer"]))
+        picks[name] = min(fine, key=lambda r: (round(r["chain_tokens"]), r["strength"], r["layer"]))
     pick = picks[FIRST_TOKEN.name]
     layer, strength = pick["layer"], pick["abs_strength"]
     vec = vecs[FIRST_TOKEN.name].select([layer])
@@ -177,9 +173,9 @@ def run(args: Any) -> dict[str, Any]:
     e_vecs = extract(model, tok, e_pairs, layers=layers, position="first")
     vecs["elicit"] = e_vecs
     e_rows = sweep(evaluator(Recipe("elicit", "first", "prompt_last"), e_val), fractions, layers, progress=False)
-    e_pick = choose(
+    e_pick = min(
         [r for r in e_rows if r["well_formed"] >= 0.98] or e_rows,
-        lambda r: (-round(r["accuracy"], 2), r["chain_tokens"], r["strength"]),
+        key=lambda r: (-round(r["accuracy"], 2), r["chain_tokens"], r["strength"]),
     )
     e_layer, e_strength = e_pick["layer"], e_pick["abs_strength"]
     e_vec = e_vecs.select([e_layer])
