@@ -74,11 +74,16 @@ def read_activations(
     padding_side: str = "left",
     batch_size: int = 16,
     layer_path: str | None = None,
+    remote: bool | str | None = None,
 ) -> dict[int, Tensor]:
     """``{layer: (n_seqs, d) float32}``: the mean of each sequence's read positions at each layer."""
     backend = backends.backend_for(model)
-    modules = backend.layers(model, layer_path)
-    device = backend.device(model)
+    if remote is not None and not hasattr(backend, "read_remote"):
+        raise UnknownOptionError(
+            f"remote={remote!r} needs an nnsight model (got a {backend.NAME} one); drop remote= to run locally."
+        )
+    modules = [] if remote is not None else backend.layers(model, layer_path)
+    device = torch.device("cpu") if remote is not None else backend.device(model)
     info = backend.info(model, layer_path)
     out = {layer: torch.empty(len(seqs), info.hidden_size, dtype=torch.float32) for layer in layers}
     deepest = max(layers)
@@ -99,7 +104,7 @@ def read_activations(
     was_training = model.training
     model.eval()
     try:
-        with attached([Hook(modules[la], reader(la)) for la in layers]), torch.inference_mode():
+        with attached([Hook(modules[la], reader(la)) for la in layers if modules]), torch.inference_mode():
             for batch in _batches([len(s) for s in seqs], batch_size):
                 width = max(len(seqs[i]) for i in batch)
                 k = max(len(reads[i]) for i in batch)
@@ -117,6 +122,11 @@ def read_activations(
                     # activations some attention kernels leave as NaN).
                     idx[r] = offset + torch.tensor(pos + [pos[0]] * (k - len(pos)))
                     w[r, : len(pos)] = 1.0 / len(pos)
+                if remote is not None:  # a trace that runs where the model lives: no local hooks
+                    got = backend.read_remote(model, ids, mask, layers, idx, w, remote, layer_path)
+                    for layer, acts in zip(layers, got):
+                        out[layer][torch.tensor(batch)] = acts.float()
+                    continue
                 current.update(idx=idx, w=w, rows=torch.tensor(batch))
                 try:
                     backend.run(model, ids.to(device), mask.to(device))
@@ -138,6 +148,7 @@ def extract(
     batch_size: int = 16,
     padding_side: str | None = None,
     layer_path: str | None = None,
+    remote: bool | str | None = None,
 ) -> SteeringVector:
     """Extract a steering vector pointing from the ``negative`` to the ``positive`` completions.
 
@@ -151,6 +162,8 @@ def extract(
         batch_size: sequences per forward pass (each pair is two sequences).
         padding_side: ``"left"`` or ``"right"`` (default: the tokenizer's); results do not depend on it.
         layer_path: dotted path of the decoder-layer list, if it cannot be found automatically.
+        remote: nnsight models only: run each pass as an nnsight trace with this ``remote``
+            (``True``: on NDIF, for hosted models; ``"local"``: serialised and run here).
     """
     pairs = pairs if isinstance(pairs, list) and all(isinstance(p, Pair) for p in pairs) else load_pairs(pairs)
     if not pairs:
@@ -176,6 +189,7 @@ def extract(
         padding_side=side,
         batch_size=batch_size,
         layer_path=layer_path,
+        remote=remote,
     )
     directions, diag = {}, {}
     for layer in layer_ids:
@@ -192,7 +206,7 @@ def extract(
         "site": POINT,
         "layer_convention": LAYER_CONVENTION,
         "basis": backend.basis(model),
-        "fingerprint": backend.fingerprint(model),
+        "fingerprint": backend.fingerprint(model) if remote is None else None,  # remote weights stay remote
         "backend": backend.NAME,
         "method": method_name,
         "position": describe(position),

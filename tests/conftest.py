@@ -112,6 +112,12 @@ def make_model(arch: str = "llama", tok: PreTrainedTokenizerFast | None = None, 
     return model
 
 
+def track_hooks(module: torch.nn.Module) -> None:
+    """Hold ``module`` (e.g. a wrapper built around a test model) to its current hook count."""
+    _MODELS[:] = [(m, n) for m, n in _MODELS if m is not module]
+    _MODELS.append((module, count_hooks(module)))
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_hooks():
     """Every model built during a test must end it with exactly the hooks it was built with."""

@@ -8,6 +8,7 @@ layers; ``layer_path="model.layers"`` overrides all of it.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -188,11 +189,12 @@ _VOLATILE_CONFIG_KEYS = {
 }
 
 
-def fingerprint(model: nn.Module) -> str:
+def fingerprint(model: nn.Module, name: Callable[[str], str] = str) -> str:
     """A short hash of the architecture config and a sample of the weights.
 
     The sample is rounded to bfloat16, so a dtype conversion keeps the fingerprint while a
-    fine-tune (or another model) changes it.
+    fine-tune (or another model) changes it. ``name`` maps parameter names to Hugging Face's (for
+    wrappers that rename them), so every backend gives the same fingerprint for the same weights.
     """
     import hashlib
     import json
@@ -204,7 +206,7 @@ def fingerprint(model: nn.Module) -> str:
         h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
     emb = _input_embeddings(model)
     params = [emb.weight] if emb is not None else []
-    params += [p for _, p in sorted(model.named_parameters())][-2:]
+    params += [p for _, p in sorted(model.named_parameters(), key=lambda kv: name(kv[0]))][-2:]
     for p in params:
         sample = p.detach().reshape(-1)[:256].to("cpu", torch.bfloat16).view(torch.int16)
         h.update(sample.numpy().tobytes())
