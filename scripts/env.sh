@@ -10,6 +10,6 @@ fi
 stamp=.venv/.steering-installed
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0" -e ".[dev,lens,nnsight]"
+  .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0" -e ".[dev,docs,lens,nnsight]"
   echo "$want" >"$stamp"
 fi

@@ -7,3 +7,7 @@ bash scripts/env.sh
 .venv/bin/ruff format --check steering tests
 .venv/bin/mypy
 .venv/bin/pytest "$@"
+# Notebooks run top to bottom (a few minutes); SKIP_NOTEBOOKS=1 skips them for a quick local run.
+if [ -z "${SKIP_NOTEBOOKS:-}" ] && [ $# -eq 0 ]; then
+  .venv/bin/pytest --nbmake notebooks -p no:cacheprovider -o addopts=""
+fi

@@ -6,6 +6,7 @@ give one that means the same thing everywhere.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,8 +14,10 @@ import torch
 from torch import Tensor
 
 from .apply import steer
-from .errors import UnknownOptionError
+from .errors import CalibrationError, UnknownOptionError
 from .vector import SteeringVector
+
+SATURATION = 8.0  # strength search stops at this multiple of the residual norm
 
 
 @dataclass(frozen=True)
@@ -132,13 +135,23 @@ def calibrate(
         history.append((s, value))
         return value
 
-    lo, hi = 0.0, max(strength_for_norm(vector, 0.25), 1e-3) if vector.metadata.get("diagnostics") else 1.0
+    known_norm = bool(vector.metadata.get("diagnostics"))
+    lo, hi = 0.0, max(strength_for_norm(vector, 0.25), 1e-3) if known_norm else 1.0
+    # Past SATURATION x the residual norm the vector is all there is at the steered positions.
+    cap = strength_for_norm(vector, SATURATION) if known_norm else math.inf
     for _ in range(30):  # grow until the budget is exceeded
         if kl_at(hi) > max_kl:
             break
+        if hi > cap:
+            break
         lo, hi = hi, hi * 2
-    else:
-        return Calibration(lo, history[-1][1], f"max_kl={max_kl}", history)
+    if history[-1][1] <= max_kl:
+        s, kl = history[-1]
+        raise CalibrationError(
+            f"The KL from steering stays at {kl:.3g} (strength {s:.3g}) below max_kl={max_kl}: in this scope the "
+            "vector cannot move the model's predictions that much, whatever its strength. Pass a smaller "
+            f"max_kl (e.g. {kl / 2:.2g}), or norm_fraction=... to set the strength from the residual norm."
+        )
     for _ in range(iters):
         mid = (lo + hi) / 2
         if kl_at(mid) <= max_kl:

@@ -49,3 +49,7 @@ class DownloadError(SteeringError, ConnectionError):
 
 class OfflineError(SteeringError, ConnectionError):
     """Offline mode was asked for, and what is needed is not in the local cache."""
+
+
+class CalibrationError(SteeringError, ValueError):
+    """No strength meets the calibration target (e.g. the KL budget is out of the vector's reach)."""

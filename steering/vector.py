@@ -90,6 +90,16 @@ class SteeringVector:
         meta = {**self.metadata, "method": f"({self.metadata.get('method')} {op} {other.metadata.get('method')})"}
         return SteeringVector(out, meta)
 
+    def __repr__(self) -> str:
+        """Layers, width and provenance; the numbers themselves are in :attr:`directions`.
+
+        >>> SteeringVector({2: torch.ones(4)}, {"method": "mean_diff", "model": "m"})
+        SteeringVector(layers=[2], hidden_size=4, method='mean_diff', model='m')
+        """
+        keys = ("method", "position", "model")
+        extra = "".join(f", {k}={self.metadata[k]!r}" for k in keys if self.metadata.get(k))
+        return f"SteeringVector(layers={self.layers}, hidden_size={self.hidden_size}{extra})"
+
     def __add__(self, other: SteeringVector) -> SteeringVector:
         return self._combine(other, 1.0, "+")
 

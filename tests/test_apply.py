@@ -275,3 +275,22 @@ def test_fingerprint_mismatch_warns_and_strict_false_overrides():
     bigger = SteeringVector(vec.directions, {**vec.metadata, "n_layers": 5})
     with steering.steer(b, bigger, 1.0, strict=False):  # the layer-count check is overridable
         pass
+
+
+def test_projection_matches_hidden_states_on_every_token(tokenizer):
+    from helpers import hidden_states
+
+    from steering.projection import plot_projection, project
+
+    model = make_model("llama", tokenizer)
+    torch.manual_seed(1)
+    vec = steering.SteeringVector({1: torch.randn(32)})
+    text = "Q: 3 + 4 = ? Let me think."
+    proj = project(model, tokenizer, text, vec)
+    ids = tokenizer(text).input_ids
+    want = hidden_states(model, ids)[2][0] @ (vec.directions[1] / vec.directions[1].norm())
+    torch.testing.assert_close(proj.scores, want, atol=1e-5, rtol=0)
+    assert "".join(proj.tokens) == tokenizer.decode(ids)
+    assert plot_projection(proj).axes  # renders
+    with pytest.raises(steering.SteeringError, match="layers"):
+        project(model, tokenizer, text, vec, layer=0)

@@ -54,3 +54,13 @@ def test_calibrate_needs_one_rule(setup):
         calibrate(model, tok, vec, [], max_kl=0.1)
     with pytest.raises(UnknownOptionError, match="mean residual norm"):
         strength_for_norm(steering.SteeringVector({0: torch.ones(32)}), 0.5)
+
+
+def test_an_unreachable_kl_budget_is_an_error_not_a_huge_strength(setup):
+    # Steering one prompt position moves the predictions only so far: the KL saturates.
+    from steering.errors import CalibrationError
+
+    tok, model, vec = setup
+    prompts = ["Q: 3 + 4 = ?"]
+    with pytest.raises(CalibrationError, match=r"below max_kl=50\.0"):
+        calibrate(model, tok, vec, prompts, max_kl=50.0, n_tokens=4, scope="prompt_last")
