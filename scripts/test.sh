@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The test command: lint, types, unit tests and doctests.
+# The test command: lint, types, the docs build, unit tests, doctests, the docs' code, the notebooks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/env.sh
 .venv/bin/ruff check steering tests
 .venv/bin/ruff format --check steering tests
 .venv/bin/mypy
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 .venv/bin/pytest "$@"
 # Notebooks run top to bottom (a few minutes); SKIP_NOTEBOOKS=1 skips them for a quick local run.
 if [ -z "${SKIP_NOTEBOOKS:-}" ] && [ $# -eq 0 ]; then

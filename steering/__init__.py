@@ -1,8 +1,9 @@
 """steering: activation steering for reasoning language models.
 
->>> import steering
->>> steering.Pair("Q: 2+2?", positive=" 4", negative=" Let me think. 2+2 is 4.").positive
-' 4'
+Examples:
+    >>> import steering
+    >>> steering.Pair("Q: 2+2?", positive=" 4", negative=" Let me think. 2+2 is 4.").positive
+    ' 4'
 """
 
 from ._version import __version__

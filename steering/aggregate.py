@@ -20,8 +20,9 @@ Aggregator = Callable[[Float[Tensor, "n d"], Float[Tensor, "n d"]], Float[Tensor
 def mean_diff() -> Aggregator:
     """``mean(pos - neg)``: the difference of class means (ASC, CAA, steering-vectors' default).
 
-    >>> mean_diff()(torch.tensor([[3.0, 1.0]]), torch.tensor([[1.0, 1.0]]))
-    tensor([2., 0.])
+    Examples:
+        >>> mean_diff()(torch.tensor([[3.0, 1.0]]), torch.tensor([[1.0, 1.0]]))
+        tensor([2., 0.])
     """
 
     def aggregate(pos: Tensor, neg: Tensor) -> Tensor:

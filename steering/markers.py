@@ -66,8 +66,9 @@ class Tokens:
     As an extraction ``position``: the mean over the completion positions where a marker occurs
     (e.g. step ends). As a steering ``scope``: steer at exactly those positions.
 
-    >>> Tokens("\\n", 13).markers
-    ('\\n', 13)
+    Examples:
+        >>> Tokens("\\n", 13).markers
+        ('\\n', 13)
     """
 
     markers: tuple[Marker, ...]

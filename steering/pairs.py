@@ -23,8 +23,9 @@ _FIELDS = ("prompt", "positive", "negative")
 class Pair:
     """A prompt with the completion to steer towards (``positive``) and away from (``negative``).
 
-    >>> Pair("2+3=?", positive=" 5", negative=" Let me think... 5").positive
-    ' 5'
+    Examples:
+        >>> Pair("2+3=?", positive=" 5", negative=" Let me think... 5").positive
+        ' 5'
     """
 
     prompt: str
@@ -64,8 +65,9 @@ def _pair_from_row(row: object, where: str) -> Pair:
 def load_pairs(source: str | os.PathLike[str] | Iterable[Pair | Mapping[str, str]]) -> list[Pair]:
     """Read pairs from a JSONL file (one ``{"prompt", "positive", "negative"}`` per line) or an iterable.
 
-    >>> load_pairs([{"prompt": "Q", "positive": " a", "negative": " b"}])
-    [Pair(prompt='Q', positive=' a', negative=' b')]
+    Examples:
+        >>> load_pairs([{"prompt": "Q", "positive": " a", "negative": " b"}])
+        [Pair(prompt='Q', positive=' a', negative=' b')]
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)

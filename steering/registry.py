@@ -164,12 +164,13 @@ def merge_layers(parts: list[SteeringVector]) -> SteeringVector:
 class Registry:
     """A local registry folder (created on first save).
 
-    >>> import tempfile, torch
-    >>> reg = Registry(tempfile.mkdtemp())
-    >>> vec = SteeringVector({1: torch.ones(4)}, {"model": "org/tiny", "hidden_size": 4})
-    >>> _ = reg.save(vec, name="demo")
-    >>> reg.load(model="org/tiny", name="demo").layers
-    [1]
+    Examples:
+        >>> import tempfile, torch
+        >>> reg = Registry(tempfile.mkdtemp())
+        >>> vec = SteeringVector({1: torch.ones(4)}, {"model": "org/tiny", "hidden_size": 4})
+        >>> _ = reg.save(vec, name="demo")
+        >>> reg.load(model="org/tiny", name="demo").layers
+        [1]
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:

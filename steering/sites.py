@@ -5,10 +5,11 @@ block, TransformerLens's ``blocks.{L}.hook_resid_post`` and Hugging Face's
 ``output_hidden_states[L + 1]`` (except the last layer, whose HF hidden state has the final norm
 applied).
 
->>> site_name(12)
-'blocks.12.hook_resid_post'
->>> parse_site(site_name(12))
-12
+Examples:
+    >>> site_name(12)
+    'blocks.12.hook_resid_post'
+    >>> parse_site(site_name(12))
+    12
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def parse_site(name: str) -> int:
 def normalize_layers(layers: int | list[int] | tuple[int, ...], n_layers: int) -> list[int]:
     """Resolve Python-style (possibly negative) layer indices against ``n_layers``; keep order, drop repeats.
 
-    >>> normalize_layers([-1, 0, 3], n_layers=4)
-    [3, 0]
+    Examples:
+        >>> normalize_layers([-1, 0, 3], n_layers=4)
+        [3, 0]
     """
     if isinstance(layers, int):
         layers = [layers]

@@ -17,9 +17,10 @@ def sweep(
 ) -> list[dict[str, Any]]:
     """Rows ``{"layer", "strength", **evaluate(strength=s, layer=l)}`` for every pair.
 
-    >>> rows = sweep(lambda strength, layer: {"tokens": 10 - strength}, [0, 2], progress=False)
-    >>> [r["tokens"] for r in rows]
-    [10.0, 8.0]
+    Examples:
+        >>> rows = sweep(lambda strength, layer: {"tokens": 10 - strength}, [0, 2], progress=False)
+        >>> [r["tokens"] for r in rows]
+        [10.0, 8.0]
     """
     grid = [(layer, float(s)) for layer in layers for s in strengths]
     rows = []

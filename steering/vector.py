@@ -26,9 +26,10 @@ REFUSED_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 class SteeringVector:
     """Directions per layer (``{layer: (d_model,) tensor}``) and a JSON-able ``metadata`` dict.
 
-    >>> v = SteeringVector({2: torch.ones(4)}, {"hidden_size": 4})
-    >>> (2 * v - v).directions[2]
-    tensor([1., 1., 1., 1.])
+    Examples:
+        >>> v = SteeringVector({2: torch.ones(4)}, {"hidden_size": 4})
+        >>> (2 * v - v).directions[2]
+        tensor([1., 1., 1., 1.])
     """
 
     directions: Mapping[int, Float[Tensor, " d_model"]]
@@ -93,8 +94,9 @@ class SteeringVector:
     def __repr__(self) -> str:
         """Layers, width and provenance; the numbers themselves are in :attr:`directions`.
 
-        >>> SteeringVector({2: torch.ones(4)}, {"method": "mean_diff", "model": "m"})
-        SteeringVector(layers=[2], hidden_size=4, method='mean_diff', model='m')
+        Examples:
+            >>> SteeringVector({2: torch.ones(4)}, {"method": "mean_diff", "model": "m"})
+            SteeringVector(layers=[2], hidden_size=4, method='mean_diff', model='m')
         """
         keys = ("method", "position", "model")
         extra = "".join(f", {k}={self.metadata[k]!r}" for k in keys if self.metadata.get(k))

@@ -26,8 +26,9 @@ class Report:
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval for a proportion ``k / n``.
 
-    >>> wilson(50, 100)
-    (0.4038, 0.5962)
+    Examples:
+        >>> wilson(50, 100)
+        (0.4038, 0.5962)
     """
     if n == 0:
         return (0.0, 1.0)

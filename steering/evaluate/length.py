@@ -9,9 +9,10 @@ from typing import Any
 def length_curve(lengths: Sequence[float], correct: Sequence[bool], n_bins: int = 8) -> dict[str, Any]:
     """Bin responses by chain length (equal-count bins); accuracy per bin and the best bin.
 
-    >>> c = length_curve([10, 20, 30, 40], [False, True, True, False], n_bins=2)
-    >>> [b["accuracy"] for b in c["bins"]], c["optimal_length"]
-    ([0.5, 0.5], 15.0)
+    Examples:
+        >>> c = length_curve([10, 20, 30, 40], [False, True, True, False], n_bins=2)
+        >>> [b["accuracy"] for b in c["bins"]], c["optimal_length"]
+        ([0.5, 0.5], 15.0)
     """
     if len(lengths) != len(correct) or not lengths:
         raise ValueError("length_curve needs equally many lengths and correctness flags (at least one).")

@@ -17,10 +17,11 @@ class ThoughtSwitchPenalty:
     A thought starts where generation starts and at every switch token. Switch words given as
     strings are penalised through the first token of their encoding.
 
-    >>> import torch
-    >>> tip = ThoughtSwitchPenalty([7], alpha=3.0, beta=2)
-    >>> tip(torch.tensor([[1, 2]]), torch.zeros(1, 10))[0, 7].item()
-    -3.0
+    Examples:
+        >>> import torch
+        >>> tip = ThoughtSwitchPenalty([7], alpha=3.0, beta=2)
+        >>> tip(torch.tensor([[1, 2]]), torch.zeros(1, 10))[0, 7].item()
+        -3.0
     """
 
     def __init__(
