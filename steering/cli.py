@@ -1,4 +1,4 @@
-"""``steering`` command line: list, show, pull and push registry vectors; extract; the demo.
+"""``steering`` command line: list, show, pull and push registry vectors; extract; export and import; the demo.
 
 Each verb is a thin layer over the Python API; errors print one clear line and exit 2.
 """
@@ -87,6 +87,36 @@ def cmd_push(args: argparse.Namespace) -> None:
     print(f"pushed {entry['model']}/{entry['name']} (layers {entry['layers']}) to {args.to}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .interop import export_gguf, export_vllm, to_svec
+    from .vector import SteeringVector
+
+    vec = SteeringVector.load(args.vector)
+    if args.layers:
+        vec = vec.select(args.layers)
+    out = Path(args.out)
+    if args.format == "gguf":
+        export_gguf(vec, out, strength=args.strength, model_hint=args.model_hint)
+    elif args.format == "svec":
+        to_svec(vec * args.strength, out)
+    else:
+        scope = tuple(args.scope.split(",")) if "," in args.scope else args.scope
+        export_vllm(vec, out.parent, out.name, strength=args.strength, scope=scope)
+        out = out.parent / f"{out.name}.gguf"
+    print(f"wrote {out} (layers {vec.layers}, strength {args.strength:g})")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from .interop import import_gguf, load_svec
+
+    fmt = args.format or ("svec" if args.file.endswith(".svec") else "gguf")
+    vec = load_svec(args.file) if fmt == "svec" else import_gguf(args.file, source=fmt)
+    if args.model:
+        vec = vec.with_metadata(model=args.model)
+    vec.save(args.out)
+    print(f"imported {args.file} ({fmt}, layers {vec.layers}, width {vec.hidden_size}) to {args.out}")
+
+
 def cmd_extract(args: argparse.Namespace) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -161,6 +191,23 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", default="auto")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_extract)
+
+    s = sub.add_parser("export", help="write a saved vector for another tool: llama.cpp GGUF, vLLM, .svec")
+    s.add_argument("vector", help="a .safetensors file written by SteeringVector.save")
+    s.add_argument("--format", choices=["gguf", "vllm", "svec"], default="gguf")
+    s.add_argument("--out", required=True, help="the file (gguf, svec) or NAME prefix in a folder (vllm)")
+    s.add_argument("--strength", type=float, default=1.0, help="baked into gguf/svec; the request scale for vllm")
+    s.add_argument("--layers", type=_layers, help="export only these layers (llama.cpp has no layer 0)")
+    s.add_argument("--scope", default="all", help="vllm: all, prompt, generated, prompt_last (comma-separated union)")
+    s.add_argument("--model-hint", help="gguf: controlvector.model_hint (default: the vector's model type)")
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("import", help="convert a llama.cpp / repeng GGUF or an activation-steering .svec")
+    s.add_argument("file")
+    s.add_argument("--format", choices=["gguf", "repeng", "svec"], help="default: from the file name")
+    s.add_argument("--model", help="the model id it was made for (recorded in the metadata)")
+    s.add_argument("--out", required=True, help="the .safetensors file to write")
+    s.set_defaults(fn=cmd_import)
 
     s = sub.add_parser("demo", help="the bundled model end to end: compression and elicitation")
     from .demo.options import add_options

@@ -201,6 +201,7 @@ def extract(
         "model": info.name,
         "revision": info.revision,
         "architecture": info.architecture,
+        "model_type": info.model_type,
         "hidden_size": info.hidden_size,
         "n_layers": info.n_layers,
         "site": POINT,

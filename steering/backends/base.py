@@ -12,3 +12,4 @@ class ModelInfo:
     hidden_size: int
     n_layers: int
     architecture: str
+    model_type: str | None = None  # config.model_type, e.g. "llama" (GGUF model hints)

@@ -106,6 +106,7 @@ def info(model: nn.Module, override: str | None = None) -> ModelInfo:
         hidden_size=hidden,
         n_layers=len(layers(model, override)),
         architecture=type(model).__name__,
+        model_type=getattr(text, "model_type", None),
     )
 
 
@@ -189,7 +190,7 @@ _VOLATILE_CONFIG_KEYS = {
 }
 
 
-def fingerprint(model: nn.Module, name: Callable[[str], str] = str) -> str:
+def fingerprint(model: nn.Module, name: Callable[[str], str] = str) -> str | None:
     """A short hash of the architecture config and a sample of the weights.
 
     The sample is rounded to bfloat16, so a dtype conversion keeps the fingerprint while a
@@ -204,13 +205,31 @@ def fingerprint(model: nn.Module, name: Callable[[str], str] = str) -> str:
     if config is not None and hasattr(config, "to_dict"):
         cfg = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
         h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    named = dict(model.named_parameters())
     emb = _input_embeddings(model)
-    params = [emb.weight] if emb is not None else []
-    params += [p for _, p in sorted(model.named_parameters(), key=lambda kv: name(kv[0]))][-2:]
-    for p in params:
-        sample = p.detach().reshape(-1)[:256].to("cpu", torch.bfloat16).view(torch.int16)
+    picks = [next((n for n, p in named.items() if p is emb.weight), None)] if emb is not None else []
+    picks += sorted(named, key=name)[-2:]
+    for n in picks:
+        value = _weight_value(model, n, named[n]) if n is not None else None
+        if value is None:
+            return None  # weights not readable here (e.g. offloaded without a weights map)
+        sample = value.detach().reshape(-1)[:256].to("cpu", torch.bfloat16).view(torch.int16)
         h.update(sample.numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def _weight_value(model: nn.Module, name: str, param: torch.Tensor) -> torch.Tensor | None:
+    """A parameter's values, also when accelerate offloaded it (a meta tensor + a weights map)."""
+    if param.device.type != "meta":
+        return param
+    parts = name.split(".")
+    for i in range(len(parts) - 1, -1, -1):  # the nearest module with an accelerate hook that holds it
+        module = model.get_submodule(".".join(parts[:i])) if i else model
+        weights = getattr(getattr(module, "_hf_hook", None), "weights_map", None)
+        key = ".".join(parts[i:])
+        if weights is not None and key in weights:
+            return weights[key]
+    return None
 
 
 def cache_kwarg(model: nn.Module) -> str:

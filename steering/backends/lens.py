@@ -57,6 +57,7 @@ def info(model: Any, override: str | None = None) -> ModelInfo:
         hidden_size=int(model.cfg.d_model),
         n_layers=int(model.cfg.n_layers),
         architecture=inner.architecture,  # the wrapped model's class: the artefact is the same
+        model_type=inner.model_type,
     )
 
 
@@ -65,7 +66,7 @@ def basis(model: Any) -> str:
     return "transformer_lens-processed" if getattr(model, "_weights_processed", False) else "hf"
 
 
-def fingerprint(model: Any) -> str:
+def fingerprint(model: Any) -> str | None:
     # The bridge renames parameters (``..._original_component...``); name them as HF does.
     return hf.fingerprint(_hf(model), name=lambda n: n.replace("_original_component.", ""))
 

