@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from . import backends
+from .conditions import Gate, Rule
 from .errors import ShapeMismatchError, UnknownOptionError
 from .hooks import Hook, attached, output_tensor, replace_output
 from .scopes import Scope, as_scope
@@ -84,6 +85,20 @@ def check_compatible(vector: SteeringVector, info: Any, basis: str, fingerprint:
         )
 
 
+def _gate(when: Any, tracker: Tracker, tokenizer: Any, info: Any) -> Gate | None:
+    if when is None:
+        return None
+    if not isinstance(when, Rule):
+        raise UnknownOptionError(f"when= needs a Condition (or a rule of them), got {type(when).__name__}.")
+    for leaf in when.leaves():
+        if leaf.direction.shape[0] != info.hidden_size or not 0 <= leaf.layer < info.n_layers:
+            raise ShapeMismatchError(
+                f"The condition reads layer {leaf.layer} with width {leaf.direction.shape[0]}; this model has "
+                f"layers 0..{info.n_layers - 1} of width {info.hidden_size}."
+            )
+    return Gate(when, tracker, tokenizer)
+
+
 @contextmanager
 def steer(
     model: Any,
@@ -95,6 +110,7 @@ def steer(
     tokenizer: Any = None,
     layer_path: str | None = None,
     strict: bool = True,
+    when: Rule | None = None,
 ) -> Iterator[None]:
     """Steer ``model`` with ``vector`` inside the block; leaving it restores the model exactly.
 
@@ -103,6 +119,8 @@ def steer(
     ``"clamp"`` sets that component to ``strength * |direction|``. ``scope`` picks positions (see
     :mod:`steering.scopes`); markers given as strings need ``tokenizer``. Blocks nest and compose.
     ``strict=False`` skips the layer-count, basis and fingerprint checks (never the width check).
+    ``when`` (a :class:`~steering.conditions.Condition` or a rule of them) limits steering to the rows
+    for which it has fired (see :mod:`steering.conditions`).
     """
     if not isinstance(vector, SteeringVector):
         raise UnknownOptionError(f"steer needs a SteeringVector, got {type(vector).__name__}.")
@@ -116,6 +134,7 @@ def steer(
     check_compatible(vector, info, backend.basis(model), backend.fingerprint(model) if strict else None, strict)
     tracker = Tracker(as_scope(scope, tokenizer), backend)
     modules = backend.layers(model, layer_path)
+    gate = _gate(when, tracker, tokenizer, info)
     cache: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
 
     def writer(layer: int) -> Callable[..., Any]:
@@ -126,6 +145,11 @@ def steer(
             if mask is False:
                 return None
             h = output_tensor(output)  # (B, T, D)
+            if gate is not None:
+                rows = gate.rows(h.shape[0], h.device)
+                if not bool(rows.any()):
+                    return None
+                mask = rows[:, None].expand(-1, h.shape[1]) if mask is True else mask.to(h.device) & rows[:, None]
             key = (layer, h.device, h.dtype)
             v = cache.get(key)
             if v is None:  # moved once per device and dtype (models split with device_map work)
@@ -143,5 +167,7 @@ def steer(
     # Prepended, so every other observer of the layer (transformers' output_hidden_states
     # recorder, user hooks, extraction) sees the steered output. Nested blocks: innermost first.
     hooks += [Hook(modules[layer], writer(layer), prepend=True) for layer in vector.layers]
+    if gate is not None:  # registered last and prepended: they read the layer before any write
+        hooks += [Hook(modules[leaf.layer], gate.reader(leaf), prepend=True) for leaf in gate.rule.leaves()]
     with attached(hooks):
         yield

@@ -26,6 +26,9 @@ class Tracker:
         self.prompt_last: Tensor | None = None
         self.history: Tensor | None = None  # (B, L) token ids of the current sequence
         self.current: Mask | object = _NOT_STARTED
+        self.chunk: Chunk | None = None  # the forward pass in progress
+        self.mask2d: Tensor | None = None  # its (B, past + length) attention mask, if given
+        self.fresh = False  # did this pass start a new sequence (the prompt)?
 
     def begin(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         bound = self.backend.bind_inputs(module, args, kwargs)
@@ -42,7 +45,8 @@ class Tracker:
         if past is None:
             past = mask2d.shape[1] - length if mask2d is not None else 0
 
-        if past == 0 and not self._extends(ids, batch):
+        self.fresh = past == 0 and not self._extends(ids, batch)
+        if self.fresh:
             self._new_sequence(length, batch, mask2d, ref.device)
         elif past > 0 and self.prompt_last is None:
             # A continuation of a sequence prefilled outside this block: what is cached is prompt.
@@ -67,6 +71,7 @@ class Tracker:
             history=self.history,
             device=ref.device,
         )
+        self.chunk, self.mask2d = chunk, mask2d
         mask = self.scope.mask(chunk)
         if mask is not False and mask2d is not None and mask2d.shape[1] == past + length:
             real = mask2d[:, past:].bool()
