@@ -242,6 +242,8 @@ def pull(
     if not _is_remote(source):
         return Registry(source).load(name, model=model, layers=layers)
     entry = find_entry(fetch_index(source, offline=offline, timeout=timeout), name, model, source)
+    if entry.get("kind", "vector") != "vector":
+        raise RegistryError(f"{source}: {name!r} is a {entry['kind']!r} artefact, not a vector (pull fetches vectors).")
     remote = _remote(source, offline, timeout, progress)
     parts = []
     for layer in select_layers(entry, layers):

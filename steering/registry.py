@@ -101,12 +101,15 @@ def _check_entry(entry: Any, where: str) -> dict[str, Any]:
     check_name(entry["name"], "vector name")
     model_slug(entry["model"])
     files = entry["files"]
+    kind = entry.get("kind", "vector")
     if not isinstance(files, dict) or not files:
-        raise RegistryError(f"{where}: 'files' must map layer numbers to file records.")
-    for layer, rec in files.items():
-        if not str(layer).isdigit():
-            raise RegistryError(f"{where}: file keys must be layer numbers, got {layer!r}.")
-        _check_file(rec, f"{where} layer {layer}")
+        raise RegistryError(f"{where}: 'files' must map layer numbers (or, for other kinds, names) to file records.")
+    for key, rec in files.items():
+        if kind == "vector" and not str(key).isdigit():
+            raise RegistryError(f"{where}: file keys must be layer numbers, got {key!r}.")
+        if kind != "vector":
+            check_name(key, "file key")
+        _check_file(rec, f"{where} file {key}")
     if entry.get("card") is not None:
         _check_file(entry["card"], f"{where} card")
     return entry
@@ -245,9 +248,77 @@ class Registry:
             atomic_write_bytes(self.index_path, (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
         return entry
 
+    def save_file(
+        self,
+        file: str | os.PathLike[str],
+        name: str,
+        *,
+        model: str,
+        kind: str,
+        metadata: dict[str, Any] | None = None,
+        card: str | None = None,
+        overwrite: bool = False,
+    ) -> dict[str, Any]:
+        """Add another kind of artefact (e.g. ``kind="softcot"``: a soft-thoughts projection) as one file.
+
+        The entry has ``kind``, one file under ``files["file"]`` (sha256-checked like layers) and
+        ``metadata``; :meth:`load` refuses it, :meth:`file` returns its verified path.
+        """
+        from filelock import FileLock
+
+        check_name(name, "artefact name")
+        check_name(kind, "artefact kind")
+        if kind == "vector":
+            raise RegistryError("Save vectors with Registry.save(vector, name).")
+        src = Path(file)
+        slug = model_slug(model)
+        rel = f"{slug}/{name}/{check_name(src.name, 'file name')}"
+        data = src.read_bytes()
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / ".index.lock")):
+            index = self.index()
+            existing = [e for e in index["entries"] if e["model"] == model and e["name"] == name]
+            if existing and not overwrite:
+                raise RegistryError(f"{model}/{name} is already in {self.root}; pass overwrite=True to replace it.")
+            atomic_write_bytes(self.root / rel, data)
+            entry: dict[str, Any] = {
+                "model": model,
+                "name": name,
+                "kind": kind,
+                "layers": [],
+                "files": {"file": {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}},
+                "metadata": dict(metadata or {}),
+            }
+            if card is not None:
+                crel = f"{slug}/{name}/card.md"
+                cdata = card.encode()
+                atomic_write_bytes(self.root / crel, cdata)
+                entry["card"] = {"path": crel, "sha256": hashlib.sha256(cdata).hexdigest(), "size": len(cdata)}
+            index["entries"] = [e for e in index["entries"] if e not in existing] + [entry]
+            index["entries"].sort(key=lambda e: (e["model"], e["name"]))
+            atomic_write_bytes(self.index_path, (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
+        return entry
+
+    def file(self, name: str, model: str | None = None) -> Path:
+        """The verified path of a non-vector artefact saved with :meth:`save_file`."""
+        entry = find_entry(self.index(), name, model, str(self.root))
+        if entry.get("kind", "vector") == "vector":
+            raise RegistryError(f"{entry['model']}/{name} is a vector; load it with Registry.load.")
+        rec = entry["files"]["file"]
+        path = self.root / safe_relpath(rec["path"])
+        if not path.is_file():
+            raise VectorNotFoundError(f"{path} is listed in the index but missing.")
+        if sha256_file(path) != rec["sha256"]:
+            raise RegistryError(f"{path}: sha256 does not match the index; the file was changed or corrupted.")
+        return path
+
     def load(self, name: str, model: str | None = None, layers: builtins.list[int] | None = None) -> SteeringVector:
         """Load a vector (all its layers, or ``layers``), checking each file's sha256 against the index."""
         entry = find_entry(self.index(), name, model, str(self.root))
+        if entry.get("kind", "vector") != "vector":
+            raise RegistryError(
+                f"{entry['model']}/{name} is a {entry['kind']!r} artefact, not a vector; use Registry.file(...)."
+            )
         parts = []
         for layer in select_layers(entry, layers):
             rec = entry["files"][str(layer)]
