@@ -83,17 +83,17 @@ def fit_condition(
     )
     n = len(positive)
     table: dict[str, dict[str, float]] = {}
-    best: tuple[float, int, Tensor, float, float, float] | None = None
+    units: dict[int, Tensor] = {}
     for layer in candidates:
         pos, neg = acts[layer][:n], acts[layer][n:]
         direction = pos.mean(0) - neg.mean(0)
-        unit = direction / direction.norm().clamp_min(1e-12)
+        units[layer] = unit = direction / direction.norm().clamp_min(1e-12)
         threshold, f1, precision, recall = best_threshold(pos @ unit, neg @ unit)
         table[str(layer)] = {"f1": f1, "threshold": threshold, "precision": precision, "recall": recall}
-        if best is None or f1 > best[0]:
-            best = (f1, layer, unit, threshold, precision, recall)
-    assert best is not None
-    f1, layer, unit, threshold, precision, recall = best
+    # The best F1; on ties the first candidate (candidates are non-empty: normalize_layers checks).
+    layer = max(candidates, key=lambda la: (table[str(la)]["f1"], -candidates.index(la)))
+    f1, threshold = table[str(layer)]["f1"], table[str(layer)]["threshold"]
+    precision, recall, unit = table[str(layer)]["precision"], table[str(layer)]["recall"], units[layer]
     metadata = {
         "model": info.name,
         "n_layers": info.n_layers,

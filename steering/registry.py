@@ -18,6 +18,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -203,8 +204,6 @@ class Registry:
         overwrite: bool = False,
     ) -> dict[str, Any]:
         """Write one file per layer (+ ``card.md``) and update ``index.json``, all atomically."""
-        from filelock import FileLock
-
         check_name(name, "vector name")
         model = model or vector.metadata.get("model")
         if not model:
@@ -220,33 +219,17 @@ class Registry:
         meta.setdefault("library_version", __version__)
         if recommended_strength is not None:
             meta["recommended_strength"] = float(recommended_strength)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / ".index.lock")):
-            index = self.index()
-            existing = [e for e in index["entries"] if e["model"] == model and e["name"] == name]
-            if existing and not overwrite:
-                raise RegistryError(f"{model}/{name} is already in {self.root}; pass overwrite=True to replace it.")
+
+        def write() -> dict[str, Any]:
             files = {}
             for layer in vector.layers:
                 rel = f"{slug}/{name}/layer-{layer}.safetensors"
                 path = SteeringVector({layer: vector.directions[layer]}, meta).save(self.root / rel)
                 files[str(layer)] = {"path": rel, "sha256": sha256_file(path), "size": path.stat().st_size}
-            entry: dict[str, Any] = {
-                "model": model,
-                "name": name,
-                "layers": vector.layers,
-                "files": files,
-                "metadata": {k: meta[k] for k in _SUMMARY_KEYS if k in meta},
-            }
-            if card is not None:
-                rel = f"{slug}/{name}/card.md"
-                data = card.encode()
-                atomic_write_bytes(self.root / rel, data)
-                entry["card"] = {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-            index["entries"] = [e for e in index["entries"] if e not in existing] + [entry]
-            index["entries"].sort(key=lambda e: (e["model"], e["name"]))
-            atomic_write_bytes(self.index_path, (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
-        return entry
+            summary = {k: meta[k] for k in _SUMMARY_KEYS if k in meta}
+            return {"model": model, "name": name, "layers": vector.layers, "files": files, "metadata": summary}
+
+        return self._put(model, name, card, overwrite, write)
 
     def save_file(
         self,
@@ -264,53 +247,59 @@ class Registry:
         The entry has ``kind``, one file under ``files["file"]`` (sha256-checked like layers) and
         ``metadata``; :meth:`load` refuses it, :meth:`file` returns its verified path.
         """
-        from filelock import FileLock
-
         check_name(name, "artefact name")
         check_name(kind, "artefact kind")
         if kind == "vector":
             raise RegistryError("Save vectors with Registry.save(vector, name).")
         src = Path(file)
-        slug = model_slug(model)
-        rel = f"{slug}/{name}/{check_name(src.name, 'file name')}"
-        data = src.read_bytes()
+        rel = f"{model_slug(model)}/{name}/{check_name(src.name, 'file name')}"
+
+        def write() -> dict[str, Any]:
+            rec = self._write(rel, src.read_bytes())
+            meta = dict(metadata or {})
+            return {"model": model, "name": name, "kind": kind, "layers": [], "files": {"file": rec}, "metadata": meta}
+
+        return self._put(model, name, card, overwrite, write)
+
+    def _write(self, rel: str, data: bytes) -> dict[str, Any]:
+        atomic_write_bytes(self.root / rel, data)
+        return {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+    def _put(
+        self, model: str, name: str, card: str | None, overwrite: bool, write: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Under the index lock: refuse a duplicate, ``write()`` the files (returning the entry), add the card,
+        update the index."""
+        from filelock import FileLock
+
         self.root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.root / ".index.lock")):
             index = self.index()
             existing = [e for e in index["entries"] if e["model"] == model and e["name"] == name]
             if existing and not overwrite:
                 raise RegistryError(f"{model}/{name} is already in {self.root}; pass overwrite=True to replace it.")
-            atomic_write_bytes(self.root / rel, data)
-            entry: dict[str, Any] = {
-                "model": model,
-                "name": name,
-                "kind": kind,
-                "layers": [],
-                "files": {"file": {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}},
-                "metadata": dict(metadata or {}),
-            }
+            entry = write()
             if card is not None:
-                crel = f"{slug}/{name}/card.md"
-                cdata = card.encode()
-                atomic_write_bytes(self.root / crel, cdata)
-                entry["card"] = {"path": crel, "sha256": hashlib.sha256(cdata).hexdigest(), "size": len(cdata)}
+                entry["card"] = self._write(f"{model_slug(model)}/{name}/card.md", card.encode())
             index["entries"] = [e for e in index["entries"] if e not in existing] + [entry]
             index["entries"].sort(key=lambda e: (e["model"], e["name"]))
             atomic_write_bytes(self.index_path, (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
         return entry
 
-    def file(self, name: str, model: str | None = None) -> Path:
-        """The verified path of a non-vector artefact saved with :meth:`save_file`."""
-        entry = find_entry(self.index(), name, model, str(self.root))
-        if entry.get("kind", "vector") == "vector":
-            raise RegistryError(f"{entry['model']}/{name} is a vector; load it with Registry.load.")
-        rec = entry["files"]["file"]
+    def _verified(self, rec: dict[str, Any]) -> Path:
         path = self.root / safe_relpath(rec["path"])
         if not path.is_file():
             raise VectorNotFoundError(f"{path} is listed in the index but missing.")
         if sha256_file(path) != rec["sha256"]:
             raise RegistryError(f"{path}: sha256 does not match the index; the file was changed or corrupted.")
         return path
+
+    def file(self, name: str, model: str | None = None) -> Path:
+        """The verified path of a non-vector artefact saved with :meth:`save_file`."""
+        entry = find_entry(self.index(), name, model, str(self.root))
+        if entry.get("kind", "vector") == "vector":
+            raise RegistryError(f"{entry['model']}/{name} is a vector; load it with Registry.load.")
+        return self._verified(entry["files"]["file"])
 
     def load(self, name: str, model: str | None = None, layers: builtins.list[int] | None = None) -> SteeringVector:
         """Load a vector (all its layers, or ``layers``), checking each file's sha256 against the index."""
@@ -319,16 +308,8 @@ class Registry:
             raise RegistryError(
                 f"{entry['model']}/{name} is a {entry['kind']!r} artefact, not a vector; use Registry.file(...)."
             )
-        parts = []
-        for layer in select_layers(entry, layers):
-            rec = entry["files"][str(layer)]
-            path = self.root / safe_relpath(rec["path"])
-            if not path.is_file():
-                raise VectorNotFoundError(f"{path} is listed in the index but missing.")
-            if sha256_file(path) != rec["sha256"]:
-                raise RegistryError(f"{path}: sha256 does not match the index; the file was changed or corrupted.")
-            parts.append(SteeringVector.load(path))
-        return merge_layers(parts)
+        paths = [self._verified(entry["files"][str(layer)]) for layer in select_layers(entry, layers)]
+        return merge_layers([SteeringVector.load(path) for path in paths])
 
     def card(self, name: str, model: str | None = None) -> str | None:
         entry = find_entry(self.index(), name, model, str(self.root))
