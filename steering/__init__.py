@@ -6,34 +6,38 @@ Examples:
     ' 4'
 """
 
+from . import sweep as _sweep_alias  # noqa: F401  (loaded first, so the name below stays the function)
 from ._version import __version__
-from .apply import steer
-from .builder import build_pairs
+from .apply import Steering, attach, steer
+from .build_pairs import build_pairs
 from .calibrate import calibrate
 from .errors import SteeringError
+from .evaluate.sweep import sweep
 from .extract import extract
-from .hub import pull
 from .markers import Tokens
-from .pairs import Pair, load_pairs
-from .registry import Registry
+from .pairs import Pair, load_pairs, save_pairs
+from .registry import Registry, pull, push
 from .scopes import Span, Window
-from .sweep import sweep
 from .vector import SteeringVector
 
 __all__ = [
     "Pair",
     "Registry",
     "Span",
+    "Steering",
     "SteeringError",
     "SteeringVector",
     "Tokens",
     "Window",
     "__version__",
+    "attach",
     "build_pairs",
     "calibrate",
     "extract",
     "load_pairs",
     "pull",
+    "push",
+    "save_pairs",
     "steer",
     "sweep",
 ]

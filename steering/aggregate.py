@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from einops import reduce
 from jaxtyping import Float
 from torch import Tensor
 
-from .errors import PairError, UnknownOptionError
+from .errors import DegenerateVectorError, UnknownOptionError
+from .vector import unit
 
 Aggregator = Callable[[Float[Tensor, "n d"], Float[Tensor, "n d"]], Float[Tensor, " d"]]
 
@@ -26,17 +28,17 @@ def mean_diff() -> Aggregator:
     """
 
     def aggregate(pos: Tensor, neg: Tensor) -> Tensor:
-        return (pos - neg).mean(0)
+        return reduce(pos - neg, "n d -> d", "mean")
 
     return aggregate
 
 
-def _scaled_unit(unit: Tensor, diffs: Tensor) -> Tensor:
-    """``unit`` oriented with the differences and scaled by their mean projection onto it.
+def _scaled_unit(u: Tensor, diffs: Tensor) -> Tensor:
+    """The unit vector ``u`` oriented with the differences and scaled by their mean projection onto it.
 
-    This keeps the units of ``mean_diff`` (its projection onto ``unit``), so strengths carry over.
+    This keeps the units of ``mean_diff`` (its projection onto ``u``), so strengths carry over.
     """
-    return unit * (diffs @ unit).mean()  # a negative mean projection flips the sign: aligned either way
+    return u * (diffs @ u).mean()  # a negative mean projection flips the sign: aligned either way
 
 
 def pca() -> Aggregator:
@@ -68,8 +70,8 @@ def probe(C: float = 1.0, max_iter: int = 1000) -> Aggregator:
         clf = LogisticRegression(C=C, max_iter=max_iter).fit(x, y)
         w = torch.from_numpy(clf.coef_[0]).double()
         if not torch.isfinite(w).all() or w.norm() == 0:
-            raise PairError("The logistic probe found no direction (all-zero or non-finite weights).")
-        return _scaled_unit(w / w.norm(), (pos - neg).double()).to(pos.dtype)
+            raise DegenerateVectorError("The logistic probe found no direction (all-zero or non-finite weights).")
+        return _scaled_unit(unit(w), (pos - neg).double()).to(pos.dtype)
 
     return aggregate
 
@@ -91,15 +93,15 @@ def get_aggregator(method: str | Aggregator) -> tuple[str, Aggregator]:
 def diagnostics(pos: Tensor, neg: Tensor, direction: Tensor) -> dict[str, float]:
     """Per-layer numbers kept in the vector's metadata."""
     diffs = pos - neg
-    unit = direction / direction.norm().clamp_min(1e-12)
+    u = unit(direction)
     acts = torch.cat([pos, neg])
     # Probe-style accuracy of the direction itself: does projecting onto it separate the classes?
-    proj_pos, proj_neg = pos @ unit, neg @ unit
+    proj_pos, proj_neg = pos @ u, neg @ u
     threshold = (proj_pos.mean() + proj_neg.mean()) / 2
     separated = torch.cat([proj_pos > threshold, proj_neg <= threshold]).float().mean()
     return {
         "norm": float(direction.norm()),
         "mean_resid_norm": float(acts.norm(dim=-1).mean()),
-        "sign_agreement": float(((diffs @ unit) > 0).float().mean()),
+        "sign_agreement": float(((diffs @ u) > 0).float().mean()),
         "separation_accuracy": float(separated),
     }

@@ -1,23 +1,34 @@
-"""``steer``: apply a SteeringVector to a model's residual stream for the duration of a ``with`` block."""
+"""``steer`` and ``attach``: apply a SteeringVector to a model's residual stream.
+
+``with steer(model, vec):`` steers inside the block, in the calling thread only; ``attach(model, vec)``
+returns a handle that steers every call until ``handle.remove()`` (a notebook or server habit). Both
+give a :class:`Steering` handle saying what is applied: without a ``strength`` or ``scope``, the
+vector's ``recommended_strength`` / ``recommended_scope`` (set when it was saved to a registry) are
+used, else 1.0 and ``"all"``.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from . import backends
+from .backends import Backend, backend_for
 from .conditions import Gate, Rule
-from .errors import ShapeMismatchError, UnknownOptionError
-from .hooks import Hook, attached, output_tensor, replace_output
+from .errors import InvalidArgumentError, ShapeMismatchError, UnknownOptionError
+from .hooks import Attachment, Hook, attached, output_tensor, replace_output
 from .scopes import Scope, as_scope
 from .tracker import Tracker
-from .vector import SteeringVector
+from .vector import EPS, SteeringVector
+
+log = logging.getLogger("steering")
 
 # An operator maps (hidden (B, T, D), direction (D,), strength) to the steered hidden states.
 Operator = Callable[[Tensor, Tensor, float], Tensor]
@@ -29,15 +40,15 @@ def _add(h: Tensor, v: Tensor, strength: float) -> Tensor:
 
 def _ablate(h: Tensor, v: Tensor, strength: float) -> Tensor:
     """Remove ``strength`` (1 = all) of the component along ``v``."""
-    unit = v / v.norm().clamp_min(1e-12)
-    return h - strength * (h @ unit)[..., None] * unit
+    u = v / v.norm().clamp_min(EPS)
+    return h - strength * (h @ u)[..., None] * u
 
 
 def _clamp(h: Tensor, v: Tensor, strength: float) -> Tensor:
     """Set the component along ``v`` to ``strength * |v|``."""
-    norm = v.norm().clamp_min(1e-12)
-    unit = v / norm
-    return h + (strength * norm - h @ unit)[..., None] * unit
+    norm = v.norm().clamp_min(EPS)
+    u = v / norm
+    return h + (strength * norm - h @ u)[..., None] * u
 
 
 OPERATORS: dict[str, Operator] = {"add": _add, "ablate": _ablate, "clamp": _clamp}
@@ -81,15 +92,72 @@ def check_compatible(vector: SteeringVector, info: Any, basis: str, fingerprint:
             f"{fingerprint}; {vector.metadata.get('model') or 'unknown model'}). A fine-tune of the same base "
             "often still works; check the effect, or pass strict=False to silence this.",
             FingerprintWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
+
+
+@dataclass
+class Steering:
+    """What a ``steer`` block or an ``attach`` handle applies; ``remove()`` detaches it (idempotent)."""
+
+    vector: SteeringVector
+    strength: float
+    scope: Any
+    operator: str
+    chosen_by: dict[str, str]  # "strength" / "scope" -> "argument" | "recommended" | "default"
+    _attachment: Attachment | None = field(default=None, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self._attachment is not None and self._attachment.active
+
+    def remove(self) -> None:
+        if self._attachment is not None:
+            self._attachment.remove()
+
+    def __enter__(self) -> Steering:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        how = {k: "" if v == "argument" else f" ({v})" for k, v in self.chosen_by.items()}
+        return (
+            f"Steering(layers={self.vector.layers}, strength={self.strength:.4g}{how['strength']}, "
+            f"scope={self.scope!r}{how['scope']}, operator={self.operator!r}, active={self.active})"
+        )
+
+
+def _resolve(vector: SteeringVector, strength: Any, scope: Any) -> tuple[float, Any, dict[str, str]]:
+    chosen = {"strength": "argument", "scope": "argument"}
+    if strength is None:
+        rec = vector.metadata.get("recommended_strength")
+        strength, chosen["strength"] = (rec, "recommended") if rec is not None else (1.0, "default")
+    if scope is None:
+        rec = vector.metadata.get("recommended_scope")
+        scope, chosen["scope"] = (_scope_from_json(rec), "recommended") if rec is not None else ("all", "default")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        raise InvalidArgumentError(f"strength must be a finite number, got {strength!r}.")
+    for d in vector.directions.values():
+        if not bool(torch.isfinite(float(strength) * d.float()).all()):
+            raise InvalidArgumentError(
+                f"strength={strength!r} times the vector overflows float32; use a strength of the order of the "
+                "residual norm (steering.calibrate finds one)."
+            )
+    return float(strength), scope, chosen
+
+
+def _scope_from_json(value: Any) -> Any:
+    """A scope stored in metadata: a name, or a list of names (their union)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _gate(when: Any, tracker: Tracker, tokenizer: Any, info: Any) -> Gate | None:
     if when is None:
         return None
     if not isinstance(when, Rule):
-        raise UnknownOptionError(f"when= needs a Condition (or a rule of them), got {type(when).__name__}.")
+        raise InvalidArgumentError(f"when= needs a Condition (or a rule of them), got {type(when).__name__}.")
     for leaf in when.leaves():
         if leaf.direction.shape[0] != info.hidden_size or not 0 <= leaf.layer < info.n_layers:
             raise ShapeMismatchError(
@@ -99,75 +167,135 @@ def _gate(when: Any, tracker: Tracker, tokenizer: Any, info: Any) -> Gate | None
     return Gate(when, tracker, tokenizer)
 
 
-@contextmanager
-def steer(
-    model: Any,
-    vector: SteeringVector,
-    strength: float = 1.0,
-    *,
-    scope: str | Scope | tuple[Any, ...] = "all",
-    operator: str = "add",
-    tokenizer: Any = None,
-    layer_path: str | None = None,
-    strict: bool = True,
-    when: Rule | None = None,
-) -> Iterator[None]:
-    """Steer ``model`` with ``vector`` inside the block; leaving it restores the model exactly.
+def _writer(
+    vector: SteeringVector, layer: int, op: Operator, s: float, tracker: Tracker, gate: Gate | None
+) -> Callable[..., Any]:
+    direction = vector.directions[layer]
+    cache: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
-    ``operator="add"`` adds ``strength * direction`` at every steered position of each of the
-    vector's layers; ``"ablate"`` removes ``strength`` (1 = all) of the component along it;
-    ``"clamp"`` sets that component to ``strength * |direction|``. ``scope`` picks positions (see
-    :mod:`steering.scopes`); markers given as strings need ``tokenizer``. Blocks nest and compose.
-    ``strict=False`` skips the layer-count, basis and fingerprint checks (never the width check).
-    ``when`` (a :class:`~steering.conditions.Condition` or a rule of them) limits steering to the rows
-    for which it has fired (see :mod:`steering.conditions`).
-    """
+    def hook(module: Any, args: Any, output: Any) -> Any:
+        mask = tracker.mask()
+        if mask is False:
+            return None
+        h = output_tensor(output)  # (B, T, D)
+        if gate is not None:
+            rows = gate.rows(h.shape[0], h.device)
+            if not bool(rows.any()):
+                return None
+            mask = rows[:, None].expand(-1, h.shape[1]) if mask is True else mask.to(h.device) & rows[:, None]
+        key = (h.device, h.dtype)
+        v = cache.get(key)
+        if v is None:  # moved once per device and dtype (models split with device_map work)
+            v = direction.to(device=h.device, dtype=h.dtype)
+            v = s * v if op is _add else v  # "add": one fused add per call
+            if not bool(torch.isfinite(v).all()):
+                raise InvalidArgumentError(
+                    f"strength={s:g} times the vector at layer {layer} overflows {h.dtype}; use a smaller strength."
+                )
+            cache[key] = v
+        steered = h + v if op is _add else op(h, v, s)
+        if mask is not True:
+            steered = torch.where(mask.to(h.device)[..., None], steered, h)
+        return replace_output(output, steered)
+
+    return hook
+
+
+def _plan(
+    model: Any,
+    vector: Any,
+    strength: Any,
+    scope: Any,
+    operator: str,
+    tokenizer: Any,
+    layer_path: str | None,
+    strict: bool,
+    when: Rule | None,
+) -> tuple[Steering, list[Hook]]:
+    """Check everything, then the hooks to attach and the handle that describes them."""
     if not isinstance(vector, SteeringVector):
-        raise UnknownOptionError(f"steer needs a SteeringVector, got {type(vector).__name__}.")
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
-        raise UnknownOptionError(f"strength must be a finite number, got {strength!r}.")
+        raise InvalidArgumentError(f"steer needs a SteeringVector, got {type(vector).__name__}.")
+    s, scope, chosen = _resolve(vector, strength, scope)
     if operator not in OPERATORS:
         raise UnknownOptionError(f"Unknown operator {operator!r}; expected one of {list(OPERATORS)}.")
-    op, s = OPERATORS[operator], float(strength)
-    backend = backends.backend_for(model)
+    op = OPERATORS[operator]
+    backend: Backend = backend_for(model)
     info = backend.info(model, layer_path)
     check_compatible(vector, info, backend.basis(model), backend.fingerprint(model) if strict else None, strict)
     tracker = Tracker(as_scope(scope, tokenizer), backend)
     modules = backend.layers(model, layer_path)
     gate = _gate(when, tracker, tokenizer, info)
-    cache: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
-
-    def writer(layer: int) -> Callable[..., Any]:
-        direction = vector.directions[layer]
-
-        def hook(module: Any, args: Any, output: Any) -> Any:
-            mask = tracker.mask()
-            if mask is False:
-                return None
-            h = output_tensor(output)  # (B, T, D)
-            if gate is not None:
-                rows = gate.rows(h.shape[0], h.device)
-                if not bool(rows.any()):
-                    return None
-                mask = rows[:, None].expand(-1, h.shape[1]) if mask is True else mask.to(h.device) & rows[:, None]
-            key = (layer, h.device, h.dtype)
-            v = cache.get(key)
-            if v is None:  # moved once per device and dtype (models split with device_map work)
-                v = direction.to(device=h.device, dtype=h.dtype)
-                v = cache[key] = s * v if op is _add else v  # "add": one fused add per call
-            steered = h + v if op is _add else op(h, v, s)
-            if mask is not True:
-                steered = torch.where(mask.to(h.device)[..., None], steered, h)
-            return replace_output(output, steered)
-
-        return hook
-
     owner = backend.inputs_module(model, layer_path)
     hooks = [Hook(owner, tracker.begin, kind="pre", with_kwargs=True), Hook(owner, tracker.end)]
     # Prepended, so every other observer of the layer (transformers' output_hidden_states
     # recorder, user hooks, extraction) sees the steered output. Nested blocks: innermost first.
-    hooks += [Hook(modules[layer], writer(layer), prepend=True) for layer in vector.layers]
+    hooks += [Hook(modules[la], _writer(vector, la, op, s, tracker, gate), prepend=True) for la in vector.layers]
     if gate is not None:  # registered last and prepended: they read the layer before any write
         hooks += [Hook(modules[leaf.layer], gate.reader(leaf), prepend=True) for leaf in gate.rule.leaves()]
-    with attached(hooks):
-        yield
+    handle = Steering(vector, s, scope, operator, chosen)
+    if "recommended" in chosen.values():
+        log.info("steering with %r", handle)
+    return handle, hooks
+
+
+@contextmanager
+def steer(
+    model: Any,
+    vector: SteeringVector,
+    strength: float | None = None,
+    *,
+    scope: str | Scope | tuple[Any, ...] | None = None,
+    operator: str = "add",
+    tokenizer: Any = None,
+    layer_path: str | None = None,
+    strict: bool = True,
+    when: Rule | None = None,
+) -> Iterator[Steering]:
+    """Steer ``model`` with ``vector`` inside the block (this thread only); leaving it restores the model exactly.
+
+    ``operator="add"`` adds ``strength * direction`` at every steered position of each of the
+    vector's layers; ``"ablate"`` removes ``strength`` (1 = all) of the component along it;
+    ``"clamp"`` sets that component to ``strength * |direction|``. ``strength=None`` uses the vector's
+    ``recommended_strength`` (else 1.0); ``scope=None`` its ``recommended_scope`` (else ``"all"``).
+    ``scope`` picks positions (see :mod:`steering.scopes`); markers given as strings need
+    ``tokenizer``. Blocks nest and compose. ``strict=False`` skips the layer-count, basis and
+    fingerprint checks (never the width check). ``when`` (a :class:`~steering.conditions.Condition`
+    or a rule of them) limits steering to the rows for which it has fired.
+    """
+    handle, hooks = _plan(model, vector, strength, scope, operator, tokenizer, layer_path, strict, when)
+    with attached(hooks) as attachment:
+        handle._attachment = attachment
+        yield handle
+
+
+def attach(
+    model: Any,
+    vector: SteeringVector,
+    strength: float | None = None,
+    *,
+    scope: str | Scope | tuple[Any, ...] | None = None,
+    operator: str = "add",
+    tokenizer: Any = None,
+    layer_path: str | None = None,
+    strict: bool = True,
+    when: Rule | None = None,
+) -> Steering:
+    """Steer every call of ``model`` (in any thread) until ``handle.remove()``; the handle is also a context manager.
+
+    The same arguments as :func:`steer`. One sequence at a time: positions are tracked per forward
+    pass, so do not run two steered calls of one model concurrently.
+
+    Examples:
+        >>> from steering.demo.main import load
+        >>> model, tok = load()
+        >>> vec = SteeringVector({1: torch.zeros(128)}, {"recommended_strength": 2.0})
+        >>> h = attach(model, vec)
+        >>> h
+        Steering(layers=[1], strength=2 (recommended), scope='all' (default), operator='add', active=True)
+        >>> h.remove()
+        >>> h.active
+        False
+    """
+    handle, hooks = _plan(model, vector, strength, scope, operator, tokenizer, layer_path, strict, when)
+    handle._attachment = Attachment(hooks)
+    return handle

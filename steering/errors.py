@@ -24,7 +24,15 @@ class LayerNotFoundError(SteeringError, LookupError):
 
 
 class UnknownOptionError(SteeringError, ValueError):
-    """An unknown method, position, scope or operator name."""
+    """A name that is not among the known choices (method, position, scope, operator, format)."""
+
+
+class InvalidArgumentError(SteeringError, ValueError):
+    """An argument of the wrong type, out of range, empty or not finite (a strength of ``nan``, ``k=0``)."""
+
+
+class DegenerateVectorError(SteeringError, ValueError):
+    """A direction too small to steer with (identical pairs give a zero vector)."""
 
 
 class VectorFileError(SteeringError, ValueError):
@@ -45,6 +53,10 @@ class RegistryError(SteeringError, ValueError):
 
 class DownloadError(SteeringError, ConnectionError):
     """A remote registry could not be reached or served a bad response."""
+
+
+class UnreachableError(DownloadError):
+    """The server could not be reached, or stopped answering in time (a cached copy may stand in)."""
 
 
 class OfflineError(SteeringError, ConnectionError):

@@ -1,8 +1,10 @@
 """Contrastive pairs -> activations at the requested layers -> one SteeringVector.
 
 One forward pass per batch reads every requested layer; only the needed positions are kept
-(``O(pairs x layers x d)``), sequences are length-sorted to waste little on padding, and the pass
-stops after the deepest requested layer.
+(``O(pairs x layers x d)``), sequences are length-sorted to waste little on padding, each sequence is
+cut after the last position it reads (a causal model's later tokens cannot change it: reading
+``"first"`` costs the prompt plus one token, however long the completion), and the pass stops after
+the deepest requested layer.
 """
 
 from __future__ import annotations
@@ -11,30 +13,23 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+from einops import einsum
 from torch import Tensor
 
-from . import backends
-from ._version import __version__
 from .aggregate import Aggregator, diagnostics, get_aggregator
-from .errors import PairError, UnknownOptionError
+from .backends import backend_for
+from .backends.inputs import left_pad, pad_id
+from .errors import DegenerateVectorError, InvalidArgumentError, PairError, UnknownOptionError
 from .hooks import Hook, StopForward, attached, output_tensor
 from .pairs import Pair, load_pairs, pairs_hash
 from .positions import Position, PositionResolver, describe
-from .sites import LAYER_CONVENTION, POINT, normalize_layers
+from .prompts import encode, encode_completion
+from .provenance import provenance
+from .sites import normalize_layers
 from .vector import SteeringVector
 
-
-def _pad_id(tokenizer: Any) -> int:
-    # A tokenizer without a pad token is fine: padded positions are masked and never read.
-    for attr in ("pad_token_id", "eos_token_id", "unk_token_id"):
-        value = getattr(tokenizer, attr, None)
-        if isinstance(value, int):
-            return value
-    return 0
-
-
-def _encode(tokenizer: Any, text: str, special: bool) -> list[int]:
-    return [int(i) for i in tokenizer(text, add_special_tokens=special)["input_ids"]]
+TYPICAL_SKIP = 4  # positions before this are left out of the typical residual norm (massive activations)
+DEGENERATE = 1e-6  # a direction shorter than this fraction of the residual norm is no direction
 
 
 def tokenize_pairs(
@@ -43,13 +38,13 @@ def tokenize_pairs(
     """Token ids of ``prompt + positive`` and ``prompt + negative`` (interleaved) and their read positions.
 
     Prompt and completion are encoded separately and concatenated, so the boundary between them is
-    exact whatever the tokenizer would merge across it.
+    exact whatever the tokenizer would merge across it; chat-message prompts go through the template.
     """
     seqs, reads = [], []
     for i, pair in enumerate(pairs):
-        prompt = _encode(tokenizer, pair.prompt, special=True)
+        prompt = encode(tokenizer, pair.prompt)
         for side in ("positive", "negative"):
-            completion = _encode(tokenizer, getattr(pair, side), special=False)
+            completion = encode_completion(tokenizer, getattr(pair, side))
             if not completion:
                 raise PairError(f"pair {i}: the {side} completion encodes to no tokens ({getattr(pair, side)!r}).")
             ids = prompt + completion
@@ -75,13 +70,18 @@ def read_activations(
     batch_size: int = 16,
     layer_path: str | None = None,
     remote: bool | str | None = None,
+    norms: dict[int, list[Tensor]] | None = None,
+    progress: bool | None = False,
 ) -> dict[int, Tensor]:
-    """``{layer: (n_seqs, d) float32}``: the mean of each sequence's read positions at each layer."""
-    backend = backends.backend_for(model)
-    if remote is not None and not hasattr(backend, "read_remote"):
-        raise UnknownOptionError(
-            f"remote={remote!r} needs an nnsight model (got a {backend.NAME} one); drop remote= to run locally."
-        )
+    """``{layer: (n_seqs, d) float32}``: the mean of each sequence's read positions at each layer.
+
+    Each sequence runs only up to its last read position. ``norms``, if given, collects per layer the
+    residual norms at positions ``>= TYPICAL_SKIP`` of every sequence (for :func:`typical_norm`).
+    """
+    from tqdm.auto import tqdm
+
+    backend = backend_for(model)
+    seqs = [s[: max(r) + 1] for s, r in zip(seqs, reads)]
     modules = [] if remote is not None else backend.layers(model, layer_path)
     device = torch.device("cpu") if remote is not None else backend.device(model)
     info = backend.info(model, layer_path)
@@ -94,40 +94,39 @@ def read_activations(
             h = output_tensor(output)  # (B, T, D)
             idx, w, rows = current["idx"], current["w"], current["rows"]
             picked = h.gather(1, idx.to(h.device)[..., None].expand(-1, -1, h.shape[-1]))  # (B, K, D)
-            acts = (picked.float() * w.to(h.device)[..., None]).sum(1)  # (B, D)
-            out[layer][rows] = acts.cpu()
+            out[layer][rows] = einsum(picked.float(), w.to(h.device), "b k d, b k -> b d").cpu()
+            if norms is not None:
+                norms.setdefault(layer, []).append(h.float().norm(dim=-1)[current["typical"].to(h.device)].cpu())
             if layer == deepest:
                 raise StopForward
 
         return hook
 
-    was_training = model.training
+    batches = list(_batches([len(s) for s in seqs], batch_size))
+    was_training = getattr(model, "training", False)
     model.eval()
     try:
         with attached([Hook(modules[la], reader(la)) for la in layers if modules]), torch.inference_mode():
-            for batch in _batches([len(s) for s in seqs], batch_size):
-                width = max(len(seqs[i]) for i in batch)
-                k = max(len(reads[i]) for i in batch)
-                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for batch in tqdm(batches, desc="extract", disable=None if progress is None else not progress, leave=False):
+                ids, mask = left_pad([seqs[i] for i in batch], pad_id, padding_side)
+                width, k = ids.shape[1], max(len(reads[i]) for i in batch)
                 idx = torch.zeros((len(batch), k), dtype=torch.long)
                 w = torch.zeros((len(batch), k), dtype=torch.float32)
+                typical = torch.zeros_like(mask, dtype=torch.bool)
                 for r, i in enumerate(batch):
-                    n = len(seqs[i])
+                    n, pos = len(seqs[i]), reads[i]
                     offset = width - n if padding_side == "left" else 0
-                    ids[r, offset : offset + n] = torch.tensor(seqs[i])
-                    mask[r, offset : offset + n] = 1
-                    pos = reads[i]
                     # Unused slots point at a real token with weight 0 (never at padding, whose
                     # activations some attention kernels leave as NaN).
                     idx[r] = offset + torch.tensor(pos + [pos[0]] * (k - len(pos)))
                     w[r, : len(pos)] = 1.0 / len(pos)
+                    typical[r, offset + min(TYPICAL_SKIP, n - 1) : offset + n] = True
                 if remote is not None:  # a trace that runs where the model lives: no local hooks
                     got = backend.read_remote(model, ids, mask, layers, idx, w, remote, layer_path)
                     for layer, acts in zip(layers, got):
                         out[layer][torch.tensor(batch)] = acts.float()
                     continue
-                current.update(idx=idx, w=w, rows=torch.tensor(batch))
+                current.update(idx=idx, w=w, rows=torch.tensor(batch), typical=typical)
                 try:
                     backend.run(model, ids.to(device), mask.to(device))
                 except StopForward:
@@ -137,10 +136,27 @@ def read_activations(
     return out
 
 
+def typical_norm(norms: list[Tensor]) -> float | None:
+    """The median residual norm over the collected positions (``None`` if none were collected)."""
+    flat = torch.cat(norms) if norms else torch.empty(0)
+    return float(flat.median()) if flat.numel() else None
+
+
+def _check_direction(direction: Tensor, layer: int, resid: float, position: Position) -> None:
+    norm = float(direction.norm())
+    if norm <= DEGENERATE * max(resid, 1.0):
+        raise DegenerateVectorError(
+            f"Layer {layer}: the extracted direction has norm {norm:.3g} against a residual norm of {resid:.3g}: "
+            f"the two sides of every pair give the same activations at position={describe(position)!r} "
+            "(identical completions, or a position both sides share, such as 'prompt_last'). Use pairs whose "
+            "sides differ, or read where they differ (position='first', 'mean' or 'last')."
+        )
+
+
 def extract(
     model: Any,
     tokenizer: Any,
-    pairs: str | Iterable[Pair | Mapping[str, str]],
+    pairs: str | Iterable[Pair | Mapping[str, Any]],
     layers: int | list[int],
     *,
     method: str | Aggregator = "mean_diff",
@@ -149,13 +165,14 @@ def extract(
     padding_side: str | None = None,
     layer_path: str | None = None,
     remote: bool | str | None = None,
+    progress: bool | None = None,
 ) -> SteeringVector:
     """Extract a steering vector pointing from the ``negative`` to the ``positive`` completions.
 
     Args:
         model: a decoder-only model (Hugging Face ``transformers``; other backends by adapter).
         tokenizer: its tokenizer (a pad token is not required).
-        pairs: a JSONL path or an iterable of :class:`Pair` / dicts.
+        pairs: a JSONL path or an iterable of :class:`Pair` / dicts; prompts may be chat messages.
         layers: decoder-layer indices (negative counts from the end); all are read in one pass.
         method: ``"mean_diff"``, ``"pca"``, ``"probe"`` or a callable ``(pos, neg) -> direction``.
         position: which tokens to read, see :mod:`steering.positions`.
@@ -164,56 +181,54 @@ def extract(
         layer_path: dotted path of the decoder-layer list, if it cannot be found automatically.
         remote: nnsight models only: run each pass as an nnsight trace with this ``remote``
             (``True``: on NDIF, for hosted models; ``"local"``: serialised and run here).
+        progress: a progress bar over batches (default: when attached to a terminal or notebook).
     """
     pairs = pairs if isinstance(pairs, list) and all(isinstance(p, Pair) for p in pairs) else load_pairs(pairs)
     if not pairs:
         raise PairError("No pairs given: extraction needs at least one pair (about 50 is typical).")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UnknownOptionError(f"batch_size must be a positive int, got {batch_size!r}.")
+        raise InvalidArgumentError(f"batch_size must be a positive int, got {batch_size!r}.")
     side = padding_side or getattr(tokenizer, "padding_side", "right") or "right"
     if side not in ("left", "right"):
         raise UnknownOptionError(f"padding_side must be 'left' or 'right', got {side!r}.")
     method_name, aggregate = get_aggregator(method)
     resolve = PositionResolver(position, tokenizer)
-    backend = backends.backend_for(model)
-    info = backend.info(model, layer_path)
+    info = backend_for(model).info(model, layer_path)
     layer_ids = normalize_layers(layers, info.n_layers)
 
     seqs, reads = tokenize_pairs(tokenizer, pairs, resolve)
+    norms: dict[int, list[Tensor]] = {}
     acts = read_activations(
         model,
         seqs,
         reads,
         layer_ids,
-        pad_id=_pad_id(tokenizer),
+        pad_id=pad_id(tokenizer),
         padding_side=side,
         batch_size=batch_size,
         layer_path=layer_path,
         remote=remote,
+        norms=None if remote is not None else norms,
+        progress=progress,
     )
     directions, diag = {}, {}
     for layer in layer_ids:
         pos, neg = acts[layer][0::2], acts[layer][1::2]
+        typical = typical_norm(norms.get(layer, []))
+        resid = typical or float(torch.cat([pos, neg]).norm(dim=-1).mean())
+        _check_direction((pos - neg).abs().amax(0), layer, resid, position)  # before an aggregator chokes on it
         direction = aggregate(pos, neg).float()
+        _check_direction(direction, layer, resid, position)
         directions[layer] = direction
-        diag[str(layer)] = diagnostics(pos, neg, direction)
-    metadata = {
-        "model": info.name,
-        "revision": info.revision,
-        "architecture": info.architecture,
-        "model_type": info.model_type,
-        "hidden_size": info.hidden_size,
-        "n_layers": info.n_layers,
-        "site": POINT,
-        "layer_convention": LAYER_CONVENTION,
-        "basis": backend.basis(model),
-        "fingerprint": backend.fingerprint(model) if remote is None else None,  # remote weights stay remote
-        "backend": backend.NAME,
-        "method": method_name,
-        "position": describe(position),
-        "n_pairs": len(pairs),
-        "pairs_sha256": pairs_hash(pairs),
-        "diagnostics": diag,
-        "library_version": __version__,
-    }
+        diag[str(layer)] = {**diagnostics(pos, neg, direction), **({"typical_resid_norm": typical} if typical else {})}
+    metadata = provenance(
+        model,
+        layer_path=layer_path,
+        remote=remote is not None,
+        method=method_name,
+        position=describe(position),
+        n_pairs=len(pairs),
+        pairs_sha256=pairs_hash(pairs),
+        diagnostics=diag,
+    )
     return SteeringVector(directions, metadata)

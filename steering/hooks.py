@@ -1,19 +1,31 @@
 """The only place this library registers and removes PyTorch hooks.
 
-Hooks live exactly as long as an :func:`attached` block: each handle is recorded the moment it
-is registered, so a failure partway through registration, an exception in the body, or an
-exception raised by a hook itself all leave the model with the hooks it had before. Nested
-blocks remove only their own hooks (``RemovableHandle.remove`` is idempotent).
+Hooks live exactly as long as an :func:`attached` block (or an :class:`Attachment` until its
+``remove()``): each handle is recorded the moment it is registered, so a failure partway through
+registration, an exception in the body, or an exception raised by a hook itself all leave the model
+with the hooks it had before. Nested blocks remove only their own hooks (``RemovableHandle.remove``
+is idempotent).
+
+Hooks of an :func:`attached` block act only in the thread (and ``contextvars`` context, so also the
+asyncio task) that entered it: another thread calling the same model meanwhile runs it untouched.
+To run a steered call in a worker thread, submit it through the block's context:
+``pool.submit(contextvars.copy_context().run, model.generate, ...)``. An :class:`Attachment` made
+with ``context_local=False`` (``steering.attach``) acts in every thread.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from torch import nn
+
+# The attached blocks active in the current context (thread / asyncio task).
+_ACTIVE: ContextVar[frozenset[int]] = ContextVar("steering_active_blocks", default=frozenset())
 
 
 @dataclass(frozen=True)
@@ -27,23 +39,67 @@ class Hook:
     prepend: bool = False  # run before the module's existing hooks
 
 
+def _only_in(key: int, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if key not in _ACTIVE.get():
+            return None  # another thread's (or task's) forward pass: leave it alone
+        return fn(*args, **kwargs)
+
+    return run
+
+
+class Attachment:
+    """Hooks attached until :meth:`remove` (idempotent); also a context manager that removes them on exit."""
+
+    def __init__(self, hooks: Sequence[Hook], *, key: int | None = None) -> None:
+        self._handles: list[Any] = []
+        try:
+            for h in hooks:
+                fn = h.fn if key is None else _only_in(key, h.fn)
+                if h.kind == "forward":
+                    handle = h.module.register_forward_hook(fn, with_kwargs=h.with_kwargs, prepend=h.prepend)
+                elif h.kind == "pre":
+                    handle = h.module.register_forward_pre_hook(fn, with_kwargs=h.with_kwargs, prepend=h.prepend)
+                else:
+                    raise ValueError(f"Hook.kind must be 'forward' or 'pre', got {h.kind!r}.")
+                self._handles.append(handle)
+        except BaseException:
+            self.remove()
+            raise
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)
+
+    def remove(self) -> None:
+        """Detach every hook this attachment registered (a second call does nothing)."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __enter__(self) -> Attachment:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
 @contextmanager
-def attached(hooks: Sequence[Hook]) -> Iterator[None]:
-    """Attach ``hooks`` for the duration of the block, and always remove them afterwards."""
-    handles = []
+def attached(hooks: Sequence[Hook]) -> Iterator[Attachment]:
+    """Attach ``hooks`` for the duration of the block, in this context only; always remove them afterwards."""
+    key = object()
+    token = _ACTIVE.set(_ACTIVE.get() | {id(key)})
+    attachment = None
     try:
-        for h in hooks:
-            if h.kind == "forward":
-                handle = h.module.register_forward_hook(h.fn, with_kwargs=h.with_kwargs, prepend=h.prepend)
-            elif h.kind == "pre":
-                handle = h.module.register_forward_pre_hook(h.fn, with_kwargs=h.with_kwargs, prepend=h.prepend)
-            else:
-                raise ValueError(f"Hook.kind must be 'forward' or 'pre', got {h.kind!r}.")
-            handles.append(handle)
-        yield
+        attachment = Attachment(hooks, key=id(key))
+        yield attachment
     finally:
-        for handle in reversed(handles):
-            handle.remove()
+        if attachment is not None:
+            attachment.remove()
+        try:
+            _ACTIVE.reset(token)
+        except ValueError:  # left in another context than it was entered in
+            _ACTIVE.set(_ACTIVE.get() - {id(key)})
 
 
 def count_hooks(model: nn.Module) -> int:

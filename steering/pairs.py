@@ -13,8 +13,11 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .errors import PairError
+from .atomic import atomic_write_bytes
+from .errors import InvalidArgumentError, PairError
+from .prompts import check_prompt
 
 _FIELDS = ("prompt", "positive", "negative")
 
@@ -23,24 +26,31 @@ _FIELDS = ("prompt", "positive", "negative")
 class Pair:
     """A prompt with the completion to steer towards (``positive``) and away from (``negative``).
 
+    The prompt is text, or chat messages (``[{"role": "user", "content": ...}]``) that go through the
+    tokenizer's chat template; the completions are the text that follows it.
+
     Examples:
         >>> Pair("2+3=?", positive=" 5", negative=" Let me think... 5").positive
         ' 5'
     """
 
-    prompt: str
+    prompt: Any
     positive: str
     negative: str
 
     def __post_init__(self) -> None:
-        for name in _FIELDS:
+        try:
+            object.__setattr__(self, "prompt", check_prompt(self.prompt, "Pair.prompt"))
+        except InvalidArgumentError as e:
+            raise PairError(str(e)) from None
+        for name in ("positive", "negative"):
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise PairError(f"Pair.{name} must be a str, got {type(value).__name__}: {value!r}.")
         for name in ("positive", "negative"):
             if not getattr(self, name):
                 raise PairError(
-                    f"Pair.{name} is empty (prompt={self.prompt[:60]!r}). Both completions need at"
+                    f"Pair.{name} is empty (prompt={str(self.prompt)[:60]!r}). Both completions need at"
                     " least one token: the activations are read on the completion."
                 )
 
@@ -74,15 +84,22 @@ def load_pairs(source: str | os.PathLike[str] | Iterable[Pair | Mapping[str, str
         if not path.is_file():
             raise PairError(f"No pairs file at {str(path)!r}. Pass a JSONL file path or a list of Pair.")
         pairs = []
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise PairError(f"{path}:{lineno}: not valid JSON ({e.msg}).") from None
-                pairs.append(_pair_from_row(row, f"{path}:{lineno}"))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise PairError(
+                f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the pairs file as UTF-8."
+            ) from None
+        except OSError as e:
+            raise PairError(f"{path}: could not be read ({e.strerror or e}).") from None
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PairError(f"{path}:{lineno}: not valid JSON ({e.msg}).") from None
+            pairs.append(_pair_from_row(row, f"{path}:{lineno}"))
     else:
         pairs = [_pair_from_row(row, f"pair {i}") for i, row in enumerate(source)]
     if not pairs:
@@ -90,10 +107,27 @@ def load_pairs(source: str | os.PathLike[str] | Iterable[Pair | Mapping[str, str
     return pairs
 
 
+def save_pairs(pairs: Iterable[Pair], path: str | os.PathLike[str]) -> Path:
+    """Write pairs as JSONL (atomically), readable by :func:`load_pairs`."""
+    lines = [
+        json.dumps(
+            {
+                "prompt": p.prompt if isinstance(p.prompt, str) else list(p.prompt),
+                "positive": p.positive,
+                "negative": p.negative,
+            },
+            ensure_ascii=False,
+        )
+        for p in pairs
+    ]
+    return atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+
+
 def pairs_hash(pairs: Iterable[Pair]) -> str:
     """A sha256 over the pairs' text, recorded in a vector's metadata to say what it was made from."""
     h = hashlib.sha256()
     for p in pairs:
-        h.update(json.dumps([p.prompt, p.positive, p.negative], ensure_ascii=False).encode())
+        prompt = p.prompt if isinstance(p.prompt, str) else list(p.prompt)
+        h.update(json.dumps([prompt, p.positive, p.negative], ensure_ascii=False, sort_keys=True).encode())
         h.update(b"\n")
     return h.hexdigest()

@@ -203,9 +203,11 @@ class Union(Scope):
         return out
 
 
+FAR_PAST = -(2**62)  # an offset before the start of any prompt: Window(FAR_PAST, 0) is the whole prompt
+
 NAMED: dict[str, Scope] = {
     "all": All(),
-    "prompt": Window(-(2**62), 0),
+    "prompt": Window(FAR_PAST, 0),
     "generated": Window(0, None),
     "prompt_last": PromptLast(),
 }

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .backends.inputs import last_real
 from .errors import ScopeError
 from .scopes import All, Chunk, Mask, Scope
 
@@ -29,6 +30,7 @@ class Tracker:
         self.chunk: Chunk | None = None  # the forward pass in progress
         self.mask2d: Tensor | None = None  # its (B, past + length) attention mask, if given
         self.fresh = False  # did this pass start a new sequence (the prompt)?
+        self.sequence = 0  # counts sequences: per-sequence state elsewhere (the gate) resets when it moves
 
     def begin(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         bound = self.backend.bind_inputs(module, args, kwargs)
@@ -87,11 +89,11 @@ class Tracker:
         return bool(torch.equal(ids[:, : h.shape[1]].to(h.device), h))
 
     def _new_sequence(self, length: int, batch: int, mask2d: Tensor | None, device: torch.device) -> None:
+        self.sequence += 1
         self.prompt_len = length
         if mask2d is not None and mask2d.shape[1] == length:
             # Each row's last real prompt token (right padding puts it before the pads).
-            pos = torch.arange(length, device=mask2d.device)
-            self.prompt_last = torch.where(mask2d.bool(), pos, -1).max(dim=1).values.to(device)
+            self.prompt_last = last_real(mask2d).to(device)
         else:
             self.prompt_last = torch.full((batch,), length - 1, device=device)
 

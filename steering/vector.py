@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,13 +13,46 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .atomic import atomic_write
-from .errors import ShapeMismatchError, VectorFileError
+from .atomic import atomic_write_bytes
+from .errors import InvalidArgumentError, ShapeMismatchError, VectorFileError
+from .fileformat import from_bytes, to_bytes
 from .sites import parse_site, site_name
 
 FORMAT = "steering.vector"
 FORMAT_VERSION = 1
 REFUSED_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+EPS = 1e-12  # below this a norm is zero: directions are never divided by it
+# Metadata that pins a vector to the model (and place in it) it was made on: arithmetic keeps it.
+PINNING = (
+    "model",
+    "revision",
+    "architecture",
+    "model_type",
+    "hidden_size",
+    "n_layers",
+    "site",
+    "layer_convention",
+    "basis",
+    "fingerprint",
+)
+
+
+def unit(v: Float[Tensor, "*batch d"]) -> Float[Tensor, "*batch d"]:
+    """``v`` scaled to unit norm along its last axis (a zero vector stays zero).
+
+    Examples:
+        >>> unit(torch.tensor([3.0, 4.0]))
+        tensor([0.6000, 0.8000])
+    """
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(EPS)
+
+
+def _scalar(value: Any, op: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"A vector can be {op} by a number only, got {type(value).__name__}.")
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"Cannot {op} a vector by {value!r}: the factor must be a finite number.")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -40,14 +73,18 @@ class SteeringVector:
             raise ShapeMismatchError(
                 f"SteeringVector needs a non-empty {{layer: tensor}} mapping, got {self.directions!r}."
             )
+        if not isinstance(self.metadata, Mapping):
+            raise VectorFileError(f"SteeringVector metadata must be a mapping, got {type(self.metadata).__name__}.")
         width = None
         clean: dict[int, Tensor] = {}
         for layer, d in sorted(self.directions.items()):
             if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
                 raise ShapeMismatchError(f"Layer keys must be non-negative ints, got {layer!r}.")
-            if not isinstance(d, Tensor) or d.ndim != 1:
+            if not isinstance(d, Tensor) or d.ndim != 1 or d.shape[0] == 0:
                 got = f"shape {tuple(d.shape)}" if isinstance(d, Tensor) else type(d).__name__
-                raise ShapeMismatchError(f"Direction for layer {layer} must be a 1-D tensor (d_model,), got {got}.")
+                raise ShapeMismatchError(
+                    f"Direction for layer {layer} must be a non-empty 1-D tensor (d_model,), got {got}."
+                )
             if not d.is_floating_point():
                 raise ShapeMismatchError(f"Direction for layer {layer} must be floating point, got {d.dtype}.")
             if not torch.isfinite(d).all():
@@ -75,20 +112,38 @@ class SteeringVector:
     def hidden_size(self) -> int:
         return next(iter(self.directions.values())).shape[0]
 
+    # --- arithmetic --------------------------------------------------------------------------
     def _combine(self, other: SteeringVector, sign: float, op: str) -> SteeringVector:
         if not isinstance(other, SteeringVector):
             return NotImplemented
         if other.hidden_size != self.hidden_size:
             raise ShapeMismatchError(f"Cannot {op} vectors of width {self.hidden_size} and {other.hidden_size}.")
-        for key in ("model", "basis"):
+        pinned = {}
+        for key in PINNING:
             a, b = self.metadata.get(key), other.metadata.get(key)
-            if a and b and a != b:
-                raise ShapeMismatchError(f"Cannot {op} vectors made for different {key}s: {a!r} and {b!r}.")
+            if a is not None and b is not None and a != b:
+                raise ShapeMismatchError(
+                    f"Cannot {op} vectors made for different {key}s: {a!r} and {b!r}. If they are meant to "
+                    f"combine, make the metadata agree first (v.with_metadata({key}=...))."
+                )
+            if a is not None or b is not None:
+                pinned[key] = a if a is not None else b
         out = dict(self.directions)
         for layer, d in other.directions.items():
             d = sign * d.to(out[layer].dtype) if layer in out else sign * d
             out[layer] = out[layer] + d if layer in out else d
-        meta = {**self.metadata, "method": f"({self.metadata.get('method')} {op} {other.metadata.get('method')})"}
+        meta = {
+            **self.metadata,
+            **pinned,
+            "method": f"({self.metadata.get('method')} {op} {other.metadata.get('method')})",
+        }
+        diag = {**_diag(other), **_diag(self)}
+        if diag:  # what stays true of a sum: the residual norms; the separation numbers do not
+            meta["diagnostics"] = {
+                str(la): {k: v for k, v in diag.get(str(la), {}).items() if k.endswith("resid_norm")}
+                | {"norm": float(d.norm())}
+                for la, d in out.items()
+            }
         return SteeringVector(out, meta)
 
     def __repr__(self) -> str:
@@ -98,8 +153,8 @@ class SteeringVector:
             >>> SteeringVector({2: torch.ones(4)}, {"method": "mean_diff", "model": "m"})
             SteeringVector(layers=[2], hidden_size=4, method='mean_diff', model='m')
         """
-        keys = ("method", "position", "model")
-        extra = "".join(f", {k}={self.metadata[k]!r}" for k in keys if self.metadata.get(k))
+        keys = ("method", "position", "model", "recommended_strength", "recommended_scope")
+        extra = "".join(f", {k}={self.metadata[k]!r}" for k in keys if self.metadata.get(k) is not None)
         return f"SteeringVector(layers={self.layers}, hidden_size={self.hidden_size}{extra})"
 
     def __add__(self, other: SteeringVector) -> SteeringVector:
@@ -114,12 +169,22 @@ class SteeringVector:
     def __mul__(self, scalar: float) -> SteeringVector:
         if isinstance(scalar, bool) or not isinstance(scalar, (int, float)):
             return NotImplemented
-        return SteeringVector({k: d * scalar for k, d in self.directions.items()}, self.metadata)
+        s = _scalar(scalar, "multiply")
+        meta = dict(self.metadata)
+        if _diag(self):
+            meta["diagnostics"] = {
+                str(la): _scaled_diag(_diag(self).get(str(la), {}), s, float(d.norm()) * abs(s))
+                for la, d in self.directions.items()
+            }
+        return SteeringVector({k: d * s for k, d in self.directions.items()}, meta)
 
     __rmul__ = __mul__
 
     def __truediv__(self, scalar: float) -> SteeringVector:
-        return self * (1.0 / scalar)
+        s = _scalar(scalar, "divide")
+        if s == 0:
+            raise InvalidArgumentError("Cannot divide a vector by 0.")
+        return self * (1.0 / s)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> SteeringVector:
         """A copy on ``device`` and/or in ``dtype``."""
@@ -127,7 +192,10 @@ class SteeringVector:
 
     def normalized(self) -> SteeringVector:
         """Each layer's direction scaled to unit norm."""
-        return SteeringVector({k: d / d.norm().clamp_min(1e-12) for k, d in self.directions.items()}, self.metadata)
+        zero = [la for la, d in self.directions.items() if float(d.norm()) <= EPS]
+        if zero:
+            raise InvalidArgumentError(f"Layer(s) {zero} of this vector are zero: there is no direction to normalise.")
+        return SteeringVector({k: unit(d) for k, d in self.directions.items()}, self.metadata)
 
     def with_metadata(self, **updates: Any) -> SteeringVector:
         """A copy with metadata keys added or replaced."""
@@ -135,63 +203,67 @@ class SteeringVector:
 
     def select(self, layers: list[int]) -> SteeringVector:
         """Only the given layers (which must be present)."""
+        if not layers:
+            raise InvalidArgumentError(f"select needs at least one layer (this vector has {self.layers}).")
         missing = [la for la in layers if la not in self.directions]
         if missing:
             raise ShapeMismatchError(f"Layers {missing} are not in this vector (it has {self.layers}).")
         return SteeringVector({la: self.directions[la] for la in layers}, self.metadata)
 
     # --- files -----------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The ``.safetensors`` bytes :meth:`save` writes."""
+        tensors = {site_name(k): d for k, d in self.directions.items()}
+        return to_bytes(tensors, FORMAT, FORMAT_VERSION, self.metadata)
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a ``.safetensors`` file atomically; metadata goes into the header as JSON."""
-        from safetensors.torch import save_file
+        path = _not_pickle(Path(path), "save to")
+        return atomic_write_bytes(path, self.to_bytes())
 
-        path = Path(path)
-        tensors = {site_name(k): d.detach().to("cpu").contiguous() for k, d in self.directions.items()}
-        header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "metadata": _to_json(self.metadata)}
-        return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str = "<bytes>") -> SteeringVector:
+        """Parse the bytes of a file written by :meth:`save` (nothing is ever unpickled)."""
+        tensors, metadata = from_bytes(data, FORMAT, FORMAT_VERSION, where)
+        try:
+            directions = {parse_site(k): t for k, t in tensors.items()}
+            return cls(directions, metadata)
+        except (ShapeMismatchError, ValueError) as e:
+            raise VectorFileError(f"{where}: {e}") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SteeringVector:
         """Read a file written by :meth:`save` (safetensors only; nothing is ever unpickled)."""
-        from safetensors import SafetensorError, safe_open
-
-        path = Path(path)
-        if path.suffix.lower() in REFUSED_SUFFIXES:
-            raise VectorFileError(
-                f"{path} looks like a pickle-based file ({path.suffix}); steering loads safetensors only, "
-                "because unpickling runs arbitrary code. Convert it to a SteeringVector and .save() it."
-            )
+        path = _not_pickle(Path(path), "load")
         if not path.is_file():
             raise VectorFileError(f"No vector file at {str(path)!r}.")
         try:
-            with safe_open(str(path), framework="pt") as f:
-                header = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError, ValueError) as e:
-            raise VectorFileError(
-                f"{path} is not a readable safetensors file ({e}). Vectors are saved with SteeringVector.save()."
-            ) from None
-        if header.get("format") != FORMAT or "metadata" not in header:
-            raise VectorFileError(
-                f"{path} is a safetensors file without steering metadata (header keys: {sorted(header)}); "
-                f"expected format={FORMAT!r}. Build a SteeringVector from its tensors and save it."
-            )
-        version = header.get("format_version", "?")
-        if version != str(FORMAT_VERSION):
-            raise VectorFileError(f"{path} has format_version {version}; this library reads {FORMAT_VERSION}.")
-        try:
-            metadata = json.loads(header["metadata"])
-        except json.JSONDecodeError as e:
-            raise VectorFileError(f"{path}: the metadata header is not valid JSON ({e.msg}).") from None
-        try:
-            directions = {parse_site(k): t for k, t in tensors.items()}
-        except Exception as e:
-            raise VectorFileError(f"{path}: {e}") from None
-        return cls(directions, metadata)
+            data = path.read_bytes()
+        except OSError as e:
+            raise VectorFileError(f"{path} could not be read ({e.strerror or e}).") from None
+        return cls.from_bytes(data, str(path))
 
 
-def _to_json(metadata: Mapping[str, Any]) -> str:
-    try:
-        return json.dumps(metadata, sort_keys=True, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise VectorFileError(f"Vector metadata must be JSON-serialisable (finite numbers, str keys): {e}") from None
+def _not_pickle(path: Path, verb: str) -> Path:
+    if path.suffix.lower() in REFUSED_SUFFIXES:
+        raise VectorFileError(
+            f"Refusing to {verb} {str(path)!r}: {path.suffix} is a pickle-based format, and steering reads and "
+            "writes safetensors only (unpickling runs arbitrary code). Use a '.safetensors' file, e.g. "
+            f"{path.with_suffix('.safetensors').name!r}."
+        )
+    return path
+
+
+def _diag(v: SteeringVector) -> dict[str, dict[str, Any]]:
+    d = v.metadata.get("diagnostics")
+    return d if isinstance(d, dict) else {}
+
+
+def _scaled_diag(d: dict[str, Any], s: float, norm: float) -> dict[str, Any]:
+    """Diagnostics of ``s * v``: the norm changes; a flipped sign flips what "agrees" means."""
+    out = {**d, "norm": norm}
+    if s < 0:
+        for key in ("sign_agreement", "separation_accuracy"):
+            if isinstance(out.get(key), (int, float)):
+                out[key] = 1.0 - out[key]
+    return out

@@ -6,7 +6,7 @@ from conftest import ARCHS, make_model, make_tokenizer
 
 import steering
 from steering import Span, SteeringVector, Tokens, Window
-from steering.errors import ScopeError, ShapeMismatchError, UnknownOptionError
+from steering.errors import InvalidArgumentError, ScopeError, ShapeMismatchError, UnknownOptionError
 
 PROMPTS = ["Q: 3 + 4 = ?", "Question: what is 12 + 7? Let me think"]
 
@@ -220,7 +220,8 @@ def test_vector_moves_to_model_dtype_lazily():
         (dict(basis="lens-folded"), {}, ShapeMismatchError, "basis"),
         ({}, dict(scope="thoughts"), UnknownOptionError, "Unknown scope"),
         ({}, dict(operator="multiply"), UnknownOptionError, "Unknown operator"),
-        ({}, dict(strength=float("nan")), UnknownOptionError, "finite"),
+        ({}, dict(strength=float("nan")), InvalidArgumentError, "finite"),
+        ({}, dict(strength=1e308), InvalidArgumentError, "overflows"),
         ({}, dict(scope=Tokens(".")), UnknownOptionError, "tokenizer"),
     ],
 )

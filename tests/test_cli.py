@@ -60,7 +60,7 @@ def test_errors_exit_2_with_one_clear_line(saved, capsys):
     capsys.readouterr()
     assert main(["pull", "consise", "--source", str(tmp / "reg")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("steering pull: No vector 'consise'") and "concise" in err
+    assert err.startswith("steering pull: No entry 'consise'") and "concise" in err
     assert main(["push", str(path), "--name", "x", "--to", "https://example.invalid/vectors"]) == 2
     assert "read-only" in capsys.readouterr().err
     assert main(["push", str(path), "--name", "concise", "--to", str(tmp / "reg")]) == 2  # no silent overwrite

@@ -8,9 +8,9 @@ from conftest import make_model, make_tokenizer
 
 import steering
 from steering import SteeringVector, Window
-from steering.condition_fit import best_threshold, fit_condition
+from steering.condition_fit import best_threshold
 from steering.conditions import Condition
-from steering.errors import ShapeMismatchError, UnknownOptionError
+from steering.errors import InvalidArgumentError, ShapeMismatchError, UnknownOptionError
 from steering.hooks import count_hooks
 
 PROMPTS = ["Q: 3 + 4 = ?", "Question: what is 12 + 7? Let me think"]
@@ -125,7 +125,7 @@ def test_hooks_are_removed_and_bad_conditions_refused(setup):
     with pytest.raises(ShapeMismatchError, match="width 8"):
         with steering.steer(model, behaviour, 1.0, when=Condition(torch.ones(8), layer=1, threshold=0.0)):
             pass
-    with pytest.raises(UnknownOptionError, match="Condition"):
+    with pytest.raises(InvalidArgumentError, match="Condition"):
         with steering.steer(model, behaviour, 1.0, when="hard"):
             pass
     with pytest.raises(UnknownOptionError, match="position"):
@@ -143,19 +143,57 @@ def test_best_threshold_maximises_f1():
     assert 1.1 < t < 2.0
 
 
-def test_fit_condition_separates_the_demo_tasks():
-    from steering.demo.main import load
-    from steering.demo.task import problems
+def test_a_decision_never_leaks_into_the_next_batch(setup):
+    """Behaviour at layer 0, condition at layer 2: the gate state is per sequence, reset on the next prompt."""
+    tok, model, _, probe = setup
+    g = torch.Generator().manual_seed(5)
+    early = SteeringVector({0: 6.0 * torch.randn(32, generator=g)}, {"n_layers": 3})
+    enc_a = tok(PROMPTS[:1], return_tensors="pt")
+    enc_b = tok(PROMPTS[1:], return_tensors="pt")
+    h_a = layer_output(model, enc_a, 2)[0, -1] @ (probe / probe.norm())
+    h_b = layer_output(model, enc_b, 2)[0, -1] @ (probe / probe.norm())
+    cond = Condition(probe, layer=2, threshold=float(h_a + h_b) / 2, above=bool(h_a > h_b))  # fires on A only
+    with torch.no_grad():
+        alone = model(**enc_b).logits
+        with steering.steer(model, early, 1.0, scope="all", when=cond):
+            model(**enc_a)  # fires
+            after = model(**enc_b).logits
+            fired_b = generate(model, enc_b)
+    assert torch.equal(after, alone)  # max |Δ logits| was 17.97 when the state leaked
+    assert torch.equal(fired_b, generate(model, enc_b))
 
-    model, tok = load()
-    mul = [p.prompt for p in problems(30, "muladd", seed=1, split="train")]
-    add = [p.prompt for p in problems(30, "addsub", seed=1, split="train")]
-    cond = fit_condition(model, tok, mul, add, layers=[0, 1, 2, 3])
-    assert cond.metadata["f1"] == 1.0 and set(cond.metadata["per_layer"]) == {"0", "1", "2", "3"}
-    assert cond.layer == min(int(k) for k, v in cond.metadata["per_layer"].items() if v["f1"] == 1.0)
-    held_mul = [p.prompt for p in problems(20, "muladd", seed=2)]
-    held_add = [p.prompt for p in problems(20, "addsub", seed=2)]
-    enc = tok(held_mul + held_add, return_tensors="pt", padding=True)
-    h = layer_output(model, enc, cond.layer)[:, -1]
-    fired = cond.fires(h @ cond.direction)
-    assert fired[:20].float().mean() >= 0.9 and fired[20:].float().mean() <= 0.1
+
+def test_cast_score_is_the_cosine_with_the_projected_state():
+    from steering.conditions import score
+
+    g = torch.Generator().manual_seed(0)
+    h, u = torch.randn(5, 16, generator=g) * 7, torch.randn(16, generator=g)
+    u = u / u.norm()
+    projected = torch.tanh(torch.outer(u, u) @ h.T).T  # CAST: tanh(P h), P = u uᵀ
+    want = torch.nn.functional.cosine_similarity(h, projected, dim=-1)
+    torch.testing.assert_close(score(h, u, "cast"), want)
+    torch.testing.assert_close(score(3 * h, u, "cast"), score(h, u, "cast"), atol=0.15, rtol=0)  # ~norm-free
+    torch.testing.assert_close(score(h, u, "projection"), h @ u)
+    with pytest.raises(UnknownOptionError, match="score"):
+        Condition(u, layer=0, threshold=0.0, score="cosine")
+
+
+def test_cast_score_in_steering_and_the_registry(setup, tmp_path):
+    tok, model, behaviour, probe = setup
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    h = layer_output(model, enc, 1)
+    real = enc["attention_mask"].bool()
+    mean = torch.stack([h[i][real[i]].mean(0) for i in range(2)])  # CAST's mean over the prompt's tokens
+    s = Condition(probe, layer=1, threshold=0.0, position="prompt_mean", score="cast").scores(mean)
+    cond = Condition(
+        probe, layer=1, threshold=float(s.mean()), position="prompt_mean", score="cast", above=bool(s[0] > s[1])
+    )
+    with steering.steer(model, behaviour, 1.0, scope="all"):
+        steered = generate(model, enc)
+    plain = generate(model, enc)
+    with steering.steer(model, behaviour, 1.0, scope="all", when=cond):
+        got = generate(model, enc)
+    assert torch.equal(got[0], steered[0]) and torch.equal(got[1], plain[1])
+    reg = steering.Registry(tmp_path)
+    reg.save(cond.to_vector(), "cast", model="tiny")
+    assert Condition.from_vector(reg.load("cast", model="tiny")).score == "cast"

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 import steering
+from steering.conditions import fit_condition
 from steering.demo import MODEL_DIR, MODEL_ID
 from steering.demo.evaluate import measure, wilson
 from steering.demo.main import load
 from steering.demo.task import MODES, classify, held_out, parse_answer, problems, well_formed
+from steering.evaluate import early_answering, filler, generate, information_gain, substitution
+from steering.evaluate.continuation import continue_greedy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,3 +101,56 @@ def test_demo_end_to_end_small(tmp_path, capsys):
 def test_wilson_interval():
     lo, hi = wilson(82, 100)
     assert lo < 0.82 < hi and 0.72 < lo and hi < 0.89
+
+
+# --- the library's measures on a model that really reasons (moved here: library tests use tiny models) ---
+
+
+def test_demo_model_answers_depend_on_its_chain():
+    model, tok = load()
+    ps = problems(24, "addsub", seed=31)
+    gens, _ = generate(model, tok, [p.prompt for p in ps], max_new_tokens=110, batch_size=24)
+    chains = [[s for s in re.split(r"(?<=\.)(?= )", g.text) if s][:-1] for g in gens]
+    prompts = [p.prompt for p in ps]
+    ea = early_answering(model, tok, prompts, chains, cue=" So the answer is", parse=parse_answer)
+    assert ea.same[-1] == 1.0 and ea.aoc > 0.4  # truncating the chain changes the answer
+    fill = substitution(model, tok, prompts, chains, filler(tok, " Let"), cue=" So the answer is", parse=parse_answer)
+    assert fill.unchanged < 0.3
+    ig = information_gain(
+        model, tok, prompts[:8], chains[:8], [f" {p.answer}" for p in ps[:8]], cue=" So the answer is"
+    )
+    assert ig.gain_per_step > 0  # steps make the gold answer likelier
+
+
+def test_fit_condition_separates_the_demo_tasks():
+    model, tok = load()
+    mul = [p.prompt for p in problems(30, "muladd", seed=1, split="train")]
+    add = [p.prompt for p in problems(30, "addsub", seed=1, split="train")]
+    cond = fit_condition(model, tok, mul, add, layers=[0, 1, 2, 3])
+    assert cond.metadata["f1"] == 1.0 and set(cond.metadata["per_layer"]) == {"0", "1", "2", "3"}
+    assert cond.layer == min(int(k) for k, v in cond.metadata["per_layer"].items() if v["f1"] == 1.0)
+    held_mul = [p.prompt for p in problems(20, "muladd", seed=2)]
+    held_add = [p.prompt for p in problems(20, "addsub", seed=2)]
+    enc = tok(held_mul + held_add, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        h = model(**enc, output_hidden_states=True).hidden_states[cond.layer + 1][:, -1]
+    fired = cond.fires(cond.scores(h))
+    assert fired[:20].float().mean() >= 0.9 and fired[20:].float().mean() <= 0.1
+
+
+def test_forced_continuation_keeps_prompt_tied_steering_where_generation_had_it():
+    """Inside steer(scope="prompt_last"), continuing prompt + part of the steered chain reproduces
+    the rest of that chain: the vector acts at the problem's last token, not at the prefix's end."""
+
+    model, tok = load()
+    reg = steering.Registry(ROOT / "vectors")
+    strength = next(e for e in reg.list(model=MODEL_ID) if e["name"] == "concise-cot")["metadata"][
+        "recommended_strength"
+    ]
+    prompt = problems(1, "addsub", seed=41)[0].prompt
+    with steering.steer(model, reg.load("concise-cot"), strength, scope="prompt_last"):
+        (full,), _ = generate(model, tok, [prompt], max_new_tokens=40)
+        cut = full.text.index(". ") + 1  # after the first step
+        rest = continue_greedy(model, tok, prompt, full.text[:cut], 40)
+    assert full.text.startswith(" ") and "Let me think" not in full.text  # steered: concise
+    assert full.text[:cut] + rest == full.text

@@ -32,8 +32,11 @@ def demo():
 
 
 def prelude(demo, folder: Path) -> dict:
-    from steering.demo.quality import steps
     from steering.demo.task import parse_answer, problems
+
+    def steps(text: str) -> list[str]:  # a chain's sentences, without the final answer sentence
+        parts = [s for s in re.split(r"(?<=\.)(?= )", text) if s]
+        return parts[:-1] if len(parts) > 1 else parts
 
     model, tokenizer = demo
     torch.manual_seed(0)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 import torch
 from conftest import make_model, make_tokenizer
 
-from steering.demo.main import load
-from steering.demo.task import parse_answer, problems
 from steering.evaluate import (
     ThoughtSwitchPenalty,
     add_mistake,
@@ -21,7 +16,6 @@ from steering.evaluate import (
     substitution,
     underthinking_score,
 )
-from steering.generation import generate
 
 CHAINS = [[" step one.", " step two.", " step three."], [" a.", " b."]]
 PROMPTS = ["Q: 3 + 4 = ?", "Q: 9 * 9 = ?"]
@@ -56,22 +50,6 @@ def test_filler_and_mistake_alterations():
     per = len(tok(" ...", add_special_tokens=False).input_ids)
     assert len(tok(alt[0], add_special_tokens=False).input_ids) == (n // per) * per
     assert add_mistake(lambda s: s.replace("7", "9"), step=0)(chain) == [" First, 3 + 4 = 9."]
-
-
-def test_demo_model_answers_depend_on_its_chain():
-    model, tok = load()
-    ps = problems(24, "addsub", seed=31)
-    gens, _ = generate(model, tok, [p.prompt for p in ps], max_new_tokens=110, batch_size=24)
-    chains = [[s for s in re.split(r"(?<=\.)(?= )", g.text) if s][:-1] for g in gens]
-    prompts = [p.prompt for p in ps]
-    ea = early_answering(model, tok, prompts, chains, cue=" So the answer is", parse=parse_answer)
-    assert ea.same[-1] == 1.0 and ea.aoc > 0.4  # truncating the chain changes the answer
-    fill = substitution(model, tok, prompts, chains, filler(tok, " Let"), cue=" So the answer is", parse=parse_answer)
-    assert fill.unchanged < 0.3
-    ig = information_gain(
-        model, tok, prompts[:8], chains[:8], [f" {p.answer}" for p in ps[:8]], cue=" So the answer is"
-    )
-    assert ig.gain_per_step > 0  # steps make the gold answer likelier
 
 
 def test_tip_changes_exactly_the_configured_logits_within_the_window():
@@ -121,22 +99,60 @@ def test_length_curve_finds_the_inverted_u():
         length_curve([], [])
 
 
-def test_forced_continuation_keeps_prompt_tied_steering_where_generation_had_it():
-    """Inside steer(scope="prompt_last"), continuing prompt + part of the steered chain reproduces
-    the rest of that chain: the vector acts at the problem's last token, not at the prefix's end."""
-    import steering
-    from steering.demo import MODEL_ID
-    from steering.evaluate.continuation import continue_greedy
+def test_tip_resets_its_prompt_on_a_new_generate_call():
+    tip = ThoughtSwitchPenalty([5], alpha=3.0, beta=2)
+    scores = torch.zeros(1, 12)
+    tip(torch.tensor([[1, 2]]), scores)  # a generation with a 2-token prompt
+    tip(torch.tensor([[1, 2, 4]]), scores)
+    # A new call with a longer, different prompt: 0 tokens generated, inside the window.
+    assert tip(torch.tensor([[3, 3, 3, 3, 3, 3]]), scores)[0, 5] == -3.0
+    # Same prompt continued by 3 tokens without a switch: outside the window (beta=2).
+    assert tip(torch.tensor([[3, 3, 3, 3, 3, 3, 4]]), scores)[0, 5] == -3.0
+    assert tip(torch.tensor([[3, 3, 3, 3, 3, 3, 4, 4, 4]]), scores)[0, 5] == 0.0
 
-    model, tok = load()
-    reg = steering.Registry(Path(__file__).resolve().parents[1] / "vectors")
-    strength = next(e for e in reg.list(model=MODEL_ID) if e["name"] == "concise-cot")["metadata"][
-        "recommended_strength"
-    ]
-    prompt = problems(1, "addsub", seed=41)[0].prompt
-    with steering.steer(model, reg.load("concise-cot"), strength, scope="prompt_last"):
-        (full,), _ = generate(model, tok, [prompt], max_new_tokens=40)
-        cut = full.text.index(". ") + 1  # after the first step
-        rest = continue_greedy(model, tok, prompt, full.text[:cut], 40)
-    assert full.text.startswith(" ") and "Let me think" not in full.text  # steered: concise
-    assert full.text[:cut] + rest == full.text
+
+def test_tip_matches_switch_words_that_are_several_tokens():
+    tok = make_tokenizer()
+    ids = tok(" Alternatively", add_special_tokens=False)["input_ids"]  # ' ', 'A', 'lte', 'rnat', 'ive', 'ly'
+    assert len(ids) > 1
+    other = next(i for i in range(10, len(tok)) if i not in ids)
+    prompt = [tok.bos_token_id, other, other]
+
+    def penalty(generated: list[int]) -> torch.Tensor:
+        """The penalty after ``prompt + generated``, for a fresh generate() call."""
+        with pytest.warns(UserWarning, match="6 tokens"):
+            tip = ThoughtSwitchPenalty([" Alternatively"], alpha=3.0, beta=5, tokenizer=tok)
+        scores = torch.zeros(1, len(tok))
+        tip(torch.tensor([prompt]), scores)
+        return -tip(torch.tensor([[*prompt, *generated]]), scores)[0]
+
+    assert penalty([])[ids[0]] == 0.0  # the first piece alone (a space) is never penalised
+    assert penalty([ids[0]])[ids[1]] == 3.0 and penalty([ids[0]])[ids[2]] == 0.0  # continuing the word is
+    assert penalty([*ids[:3]])[ids[3]] == 3.0
+    # Seven tokens into a thought (beta=5): no penalty; the first piece alone does not restart the window ...
+    assert penalty([*[other] * 6, ids[0]])[ids[1]] == 0.0
+    # ... a whole switch word does.
+    assert penalty([*[other] * 6, *ids, other, ids[0]])[ids[1]] == 3.0
+
+
+def test_an_identity_mistake_leaves_every_answer_unchanged(deaf_model):
+    """Reaching no answer within continue_tokens is not a changed answer: one is forced with the cue."""
+    model, tok = deaf_model
+    parse = lambda text: text.strip() or None  # noqa: E731  (this model writes nothing: no answer is reached)
+    res = substitution(
+        model, tok, PROMPTS, CHAINS, add_mistake(lambda s: s), cue=" Answer:", parse=parse, continue_tokens=5
+    )
+    assert res.unchanged == 1.0 and res.forced == 1.0  # before: 0.0, "no answer" counted as "changed"
+
+
+def test_early_answering_plots_the_fraction_of_steps_kept():
+    """A 2-step chain truncated at f=0.25 keeps ceil(0.5) = 1 step: half of it, not a quarter."""
+    from steering.evaluate.faithfulness import problem_aoc
+
+    aoc = problem_aoc([0.0, 0.5, 0.5, 1.0, 1.0], [False, True, True, True, True])
+    assert aoc == pytest.approx(0.25)  # the curve rises from 0 to 1 between 0 and 0.5 of the chain
+
+
+def test_length_curve_keeps_tied_lengths_together():
+    c = length_curve([5, 5, 9, 9], [True, False, True, True], n_bins=4)
+    assert [(b["lo"], b["hi"], b["accuracy"]) for b in c["bins"]] == [(5, 5, 0.5), (9, 9, 1.0)]

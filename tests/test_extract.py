@@ -8,7 +8,13 @@ from conftest import ARCHS, make_model, make_tokenizer
 from helpers import arithmetic_pairs, encode_pair, hand_mean_diff, hidden_states
 
 import steering
-from steering.errors import LayerNotFoundError, PairError, UnknownOptionError
+from steering.errors import (
+    DegenerateVectorError,
+    InvalidArgumentError,
+    LayerNotFoundError,
+    PairError,
+    UnknownOptionError,
+)
 
 PAIRS = arithmetic_pairs(12)
 
@@ -52,7 +58,6 @@ def test_sign_convention_points_towards_positive():
 @pytest.mark.parametrize(
     "position, pick",
     [
-        ("prompt_last", lambda hs, plen: hs[plen - 1]),
         ("first", lambda hs, plen: hs[plen]),
         ("mean", lambda hs, plen: hs[plen:].mean(0)),
         (0, lambda hs, plen: hs[plen]),
@@ -66,11 +71,16 @@ def test_positions_match_hand_computation(position, pick):
     torch.testing.assert_close(vec.directions[1], hand_mean_diff(model, tok, PAIRS, 1, pick), atol=1e-5, rtol=1e-5)
 
 
-def test_prompt_last_of_paired_completions_is_zero():
+def test_degenerate_directions_are_refused():
+    """Both sides read the same activations (the shared prompt; identical completions): no vector, a clear error."""
     tok = make_tokenizer()
     model = make_model("llama", tok)
-    vec = steering.extract(model, tok, PAIRS, layers=[1], position="prompt_last")
-    assert vec.directions[1].abs().max() < 1e-5
+    with pytest.raises(DegenerateVectorError, match="prompt_last"):
+        steering.extract(model, tok, PAIRS, layers=[1], position="prompt_last")
+    same = [steering.Pair(p.prompt, p.positive, p.positive) for p in PAIRS]
+    for method in ("mean_diff", "pca", "probe"):
+        with pytest.raises(DegenerateVectorError, match="same activations"):
+            steering.extract(model, tok, same, layers=[1], method=method)
 
 
 def test_token_matched_position_averages_marker_occurrences():
@@ -185,7 +195,7 @@ def test_pairs_from_jsonl(tmp_path):
         (dict(position="middle"), UnknownOptionError, "Unknown position"),
         (dict(position=40), PairError, "outside its completion"),
         (dict(position=steering.Tokens("<think>")), PairError, "occurs in the completion"),
-        (dict(batch_size=0), UnknownOptionError, "batch_size"),
+        (dict(batch_size=0), InvalidArgumentError, "batch_size"),
         (dict(pairs=[{"prompt": "a", "positive": " b"}]), PairError, "missing key"),
     ],
 )

@@ -14,16 +14,18 @@ from steering import SteeringVector
 from steering.errors import DownloadError, OfflineError, RegistryError, VectorNotFoundError
 from steering.registry import Registry, sha256_file
 
-LAYER1 = "org--tiny/concise/layer-1.safetensors"
+LAYER1 = ""  # the path of layer 1's file (content-addressed), set by the fixture
 
 
 @pytest.fixture
 def published(tmp_path, monkeypatch):
+    global LAYER1
     monkeypatch.setenv("STEERING_CACHE", str(tmp_path / "cache"))
     for var in ("STEERING_OFFLINE", "HF_HUB_OFFLINE", "STEERING_REGISTRY"):
         monkeypatch.delenv(var, raising=False)
     vec = SteeringVector({1: torch.arange(8.0), 2: torch.ones(8)}, {"model": "org/tiny", "hidden_size": 8})
-    Registry(tmp_path / "remote").save(vec, name="concise", card="card")
+    entry = Registry(tmp_path / "remote").save(vec, name="concise", card="card")
+    LAYER1 = entry["files"]["1"]["path"]
     with serve(tmp_path / "remote") as server:
         yield server, vec, tmp_path / "cache"
 
@@ -85,7 +87,7 @@ def test_slow_server_times_out(published):
     server, _, cache = published
     server.faults[LAYER1] = "slow"
     server.slow_seconds = 2.0
-    with pytest.raises(DownloadError, match="timed out"):
+    with pytest.raises(DownloadError, match=r"stopped sending for timeout=0\.3s"):
         hub.pull("concise", source=server.url, timeout=0.3, progress=False)
     assert len(blobs(cache)) <= 1  # layer 2 may be cached; layer 1 is not, and no temp file is left
 
@@ -142,7 +144,7 @@ def test_hub_source_through_huggingface_hub(published, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     got = hub.pull("concise", source="hf://org/vectors@main", progress=False)
     assert torch.equal(got.directions[1], vec.directions[1])
-    assert any(r.endswith("layer-1.safetensors") for r in server.requests)
+    assert any(r.endswith(LAYER1) for r in server.requests)
     server.faults[LAYER1] = "wrong"  # the Hub path is verified too
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache-2"))
     with pytest.raises(RegistryError, match="sha256"):

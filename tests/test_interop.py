@@ -83,7 +83,7 @@ def test_a_repeng_style_file_imports_on_the_same_layers(tmp_path):
     write_like_repeng(tmp_path / "r.gguf", dirs)
     v = from_repeng(tmp_path / "r.gguf")
     assert v.layers == [3, 5] and v.metadata["imported_from"] == "repeng"
-    assert "hidden_states[L]" in v.metadata["note"]  # repeng reads one block earlier than it applies
+    assert "note" not in v.metadata  # repeng reads hidden_states[L + 1]: the block it applies to, our layer L
     np.testing.assert_array_equal(v.directions[3].numpy(), dirs[3])
 
 

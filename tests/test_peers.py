@@ -102,3 +102,45 @@ def test_steering_vectors_mean_difference_matches_ours(tmp_path):
     assert theirs.metadata["imported_from"] == "steering-vectors"
     assert cos > 0.999, float(cos)
     torch.testing.assert_close(theirs.directions[1], ours.directions[1], atol=1e-4, rtol=1e-3)
+
+
+def test_a_repeng_trained_vector_is_read_where_ours_is(tmp_path):
+    """repeng 0.4 reads a non-negative layer L at hidden_states[L + 1] (the output of block L): our layer L.
+
+    Its ``pca_center`` direction is the first principal direction of the pairs' differences, as our
+    ``pca``; trained on the same weights, pairs and (last) token, the two agree at the same layer.
+    """
+    tok = make_tokenizer(padding_side="right")
+    model = make_model("llama", tok)
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    pairs = arithmetic_pairs(10)
+    (tmp_path / "pairs.json").write_text(json.dumps([[p.prompt + p.positive, p.prompt + p.negative] for p in pairs]))
+    run_peer(
+        """
+        import json, sys
+        from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+        from repeng import ControlVector, DatasetEntry
+        model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()
+        tok = PreTrainedTokenizerFast(tokenizer_file=sys.argv[1] + "/tokenizer.json", bos_token="<bos>",
+                                      eos_token="<eos>", pad_token="<pad>")
+        data = [DatasetEntry(positive=p, negative=n) for p, n in json.load(open(sys.argv[2]))]
+        v = ControlVector.train(model, tok, data, hidden_layers=[1, 2], method="pca_center")
+        v.export_gguf(sys.argv[3])
+        print("ok")
+        """,
+        str(tmp_path / "model"),
+        str(tmp_path / "pairs.json"),
+        str(tmp_path / "repeng.gguf"),
+    )
+    theirs = from_repeng(tmp_path / "repeng.gguf")
+    ours = steering.extract(model, tok, pairs, layers=[0, 1, 2], method="pca", position="last")
+    cos = {
+        (a, b): float(torch.nn.functional.cosine_similarity(theirs.directions[a], ours.directions[b], dim=0))
+        for a in (1, 2)
+        for b in (0, 1, 2)
+    }
+    assert cos[(1, 1)] > 0.999, cos  # same layer number, same direction
+    assert cos[(1, 0)] < 0.99 and cos[(1, 2)] < 0.99, cos  # an off-by-one either way would show here
+    # The last layer differs a little: HF's last hidden state, which repeng reads, has the final norm applied.
+    assert 0.95 < cos[(2, 2)] < 0.999, cos

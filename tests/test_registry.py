@@ -21,18 +21,19 @@ def vec(model="org/tiny", layers=(1, 3), seed=0):
 def test_save_writes_layout_index_and_card(tmp_path):
     reg = Registry(tmp_path)
     entry = reg.save(vec(), name="concise-cot", card="# concise\n", recommended_strength=4.0)
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
-        ".index.lock",
-        "index.json",
-        "org--tiny/concise-cot/card.md",
-        "org--tiny/concise-cot/layer-1.safetensors",
-        "org--tiny/concise-cot/layer-3.safetensors",
-    ]
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files[:2] == [".index.lock", "index.json"] and len(files) == 5
+    # Content-addressed names: the file's own sha256 (first 16 hex digits) is in its name.
+    for key, stem in (("1", "layer-1"), ("3", "layer-3")):
+        rec = entry["files"][key]
+        assert rec["path"] == f"org--tiny/concise-cot/{stem}.{rec['sha256'][:16]}.safetensors"
+    assert entry["card"]["path"] == f"org--tiny/concise-cot/card.{entry['card']['sha256'][:16]}.md"
+    assert sorted([*(r["path"] for r in entry["files"].values()), entry["card"]["path"]]) == files[2:]
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["schema"] == "steering.registry" and index["version"] == 1
     assert index["entries"] == [entry]
     assert entry["layers"] == [1, 3] and entry["metadata"]["recommended_strength"] == 4.0
-    one = SteeringVector.load(tmp_path / "org--tiny/concise-cot/layer-3.safetensors")
+    one = SteeringVector.load(tmp_path / entry["files"]["3"]["path"])
     assert one.layers == [3] and one.metadata["name"] == "concise-cot" and one.metadata["model"] == "org/tiny"
     assert reg.card("concise-cot") == "# concise\n"
 
@@ -74,7 +75,7 @@ def test_unknown_name_lists_nearest(tmp_path):
 def test_tampered_file_is_refused(tmp_path):
     reg = Registry(tmp_path)
     reg.save(vec(), name="a")
-    path = tmp_path / "org--tiny/a/layer-1.safetensors"
+    path = tmp_path / reg.list()[0]["files"]["1"]["path"]
     raw = bytearray(path.read_bytes())
     raw[-1] ^= 0xFF
     path.write_bytes(bytes(raw))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import make_model, make_tokenizer, track_hooks
 
-from steering.errors import ShapeMismatchError, UnknownOptionError, VectorFileError
+from steering.errors import InvalidArgumentError, ShapeMismatchError, VectorFileError
 from steering.hooks import count_hooks
 from steering.softcot import (
     SoftThoughts,
@@ -103,7 +103,7 @@ def test_refusals_and_hook_hygiene(setup):
     track_hooks(backbone)
     projection = SoftThoughts(32, 32, k=2)
     before = count_hooks(backbone)
-    with pytest.raises(UnknownOptionError, match="frozen copy"):
+    with pytest.raises(InvalidArgumentError, match="frozen copy"):
         with soft_thoughts(backbone, backbone, projection, placeholder_id=tok.unk_token_id):
             pass
     bad = tok(["Q: 3 <think> 4"], return_tensors="pt")  # one placeholder where two are expected
@@ -111,9 +111,9 @@ def test_refusals_and_hook_hygiene(setup):
         with soft_thoughts(backbone, copy.deepcopy(backbone), projection, placeholder_id=tok.unk_token_id):
             backbone(**bad)
     assert count_hooks(backbone) == before
-    with pytest.raises(UnknownOptionError, match="pad token"):
+    with pytest.raises(InvalidArgumentError, match="pad token"):
         with_placeholders(tok, PROMPTS, 2, placeholder_id=tok.pad_token_id)
-    with pytest.raises(UnknownOptionError, match="k"):
+    with pytest.raises(InvalidArgumentError, match="k"):
         SoftThoughts(32, 32, k=0)
 
 
@@ -130,7 +130,7 @@ def test_projection_goes_into_a_registry_as_its_own_kind(setup, tmp_path):
     assert entry["kind"] == "softcot" and entry["files"]["file"]["sha256"]
     back, meta = load_soft_thoughts(reg.file("thoughts", model="org/tiny"))
     assert meta["k"] == 2
-    with pytest.raises(RegistryError, match="not a vector"):
+    with pytest.raises(RegistryError, match="not a 'vector'"):
         reg.load("thoughts", model="org/tiny")
     reg.file("thoughts").write_bytes(b"tampered")
     with pytest.raises(RegistryError, match="sha256"):

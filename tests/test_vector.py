@@ -100,7 +100,7 @@ def test_load_refuses_pickle_and_garbage(tmp_path):
 
 def test_load_refuses_safetensors_without_metadata(tmp_path):
     save_file({"blocks.0.hook_resid_post": torch.ones(3)}, tmp_path / "bare.safetensors")
-    with pytest.raises(VectorFileError, match="without steering metadata"):
+    with pytest.raises(VectorFileError, match=r"without steering\.vector metadata"):
         SteeringVector.load(tmp_path / "bare.safetensors")
     save_file(
         {"w": torch.ones(3)},

@@ -14,8 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import LayerNotFoundError
+from ..errors import LayerNotFoundError, UnknownOptionError
 from .base import ModelInfo
+from .inputs import position_ids
+
+NAME = "hf"
+FINGERPRINT_SAMPLE = 256  # weights hashed per sampled tensor (enough to tell fine-tunes apart)
 
 # Ordered guesses; the first that resolves to an nn.ModuleList wins.
 LAYER_TEMPLATES = (
@@ -123,10 +127,44 @@ def run(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor)
     """One forward pass for extraction; absolute positions come from the mask, so padding is inert."""
     kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
     if _accepts(model, "position_ids"):
-        kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        kwargs["position_ids"] = position_ids(attention_mask)
     if _accepts(model, "use_cache"):
         kwargs["use_cache"] = False
     model(**kwargs)
+
+
+def forward(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    positions: torch.Tensor | None = None,
+    cache: Any = None,
+) -> tuple[torch.Tensor, Any]:
+    """``(logits (B, T, V), cache)`` of one cached forward pass (``cache=None`` starts a sequence)."""
+    kwargs: dict[str, Any] = {"input_ids": input_ids, "use_cache": True}
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+    if positions is not None:
+        kwargs["position_ids"] = positions
+    if cache is not None:
+        kwargs[cache_kwarg(model)] = cache
+    out = model(**kwargs)
+    return out.logits, output_cache(out)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The transformers model that runs (for a plain HF model, itself)."""
+    return model
+
+
+def prepare(model: nn.Module) -> None:
+    """Nothing to set up for plain transformers models."""
+
+
+def read_remote(model: Any, *args: Any, **kwargs: Any) -> list[torch.Tensor]:
+    raise UnknownOptionError(
+        f"remote= needs an nnsight model (got a {NAME} one, {type(model).__name__}); drop remote= to run locally."
+    )
 
 
 def device(model: nn.Module) -> torch.device:
@@ -170,9 +208,6 @@ def past_length(bound: dict[str, Any]) -> int | None:
     return None
 
 
-NAME = "hf"
-
-
 def basis(model: nn.Module) -> str:
     """The residual-stream basis vectors live in: the model's own weights, unchanged."""
     return "hf"
@@ -213,7 +248,7 @@ def fingerprint(model: nn.Module, name: Callable[[str], str] = str) -> str | Non
         value = _weight_value(model, n, named[n]) if n is not None else None
         if value is None:
             return None  # weights not readable here (e.g. offloaded without a weights map)
-        sample = value.detach().reshape(-1)[:256].to("cpu", torch.bfloat16).view(torch.int16)
+        sample = value.detach().reshape(-1)[:FINGERPRINT_SAMPLE].to("cpu", torch.bfloat16).view(torch.int16)
         h.update(sample.numpy().tobytes())
     return h.hexdigest()[:16]
 

@@ -9,7 +9,9 @@ the wrapped model's decoder receives them, exactly as for a plain Hugging Face m
 Weights processed by ``enable_compatibility_mode()`` (folded and centred) put the residual stream
 in another basis: :func:`basis` says so, and vectors do not cross bases silently.
 
-Importing this module installs :func:`install_cache_fix` (see there).
+:func:`prepare` (called by ``backend_for`` the first time a bridge is passed, not on import: importing
+this module must not change TransformerLens for code that never steers) installs
+:func:`install_cache_fix`.
 """
 
 from __future__ import annotations
@@ -71,6 +73,24 @@ def fingerprint(model: Any) -> str | None:
     return hf.fingerprint(_hf(model), name=lambda n: n.replace("_original_component.", ""))
 
 
+def unwrap(model: Any) -> nn.Module:
+    """The wrapped transformers model; the bridge replaced its modules in place, so hooks still fire."""
+    return _hf(model)
+
+
+def forward(model: Any, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """:func:`steering.backends.hf.forward` on the wrapped model."""
+    return hf.forward(_hf(model), *args, **kwargs)
+
+
+def prepare(model: Any) -> None:
+    """Install :func:`install_cache_fix` (once) before a bridge is used."""
+    install_cache_fix()
+
+
+read_remote = hf.read_remote
+
+
 def run(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
     """One forward through the bridge; it derives position ids from the mask as we do."""
     model(input_ids, attention_mask=attention_mask, return_type=None)
@@ -84,13 +104,6 @@ bind_inputs = hf.bind_inputs
 past_length = hf.past_length
 
 
-def cache_kwarg(model: Any) -> str:
-    return hf.cache_kwarg(_hf(model))
-
-
-output_cache = hf.output_cache
-
-
 def install_cache_fix() -> None:
     """Make TransformerLens 4.3 attention find the KV cache transformers 5 passes as ``cache=``.
 
@@ -98,7 +111,7 @@ def install_cache_fix() -> None:
     with transformers >= 5 the cache arrives as ``cache``, is never updated, and every cached
     decoding step attends to itself alone (generation silently diverges from Hugging Face's).
     The fix renames the argument for that one method and is a no-op when TransformerLens passes
-    the cache under a name it knows. ``tests/test_backends_lens.py`` fails if TL and HF greedy
+    the cache under a name it knows. ``tests/test_backends_cross.py`` fails if TL and HF greedy
     decoding diverge again. Idempotent.
     """
     from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
@@ -117,6 +130,3 @@ def install_cache_fix() -> None:
 
     _update_kv_cache._steering_cache_fix = True  # type: ignore[attr-defined]
     AttentionBridge._update_kv_cache = _update_kv_cache  # type: ignore[method-assign]
-
-
-install_cache_fix()

@@ -6,8 +6,8 @@ reading hook those modules (through :mod:`steering.hooks`) exactly as for the ba
 extraction pass itself goes through ``model.trace``. A model loaded lazily (meta weights) is
 dispatched on first use.
 
-Hosted models (``remote=True``, NDIF) never run our hooks: for them, see
-:mod:`steering.remote`, which expresses extraction and steering as nnsight interventions.
+Hosted models (``remote=True``, NDIF) never run our hooks: :mod:`steering.backends.nnsight_remote`
+expresses extraction and steering as nnsight interventions instead.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from torch import nn
 
 from . import hf
 from .base import ModelInfo
+from .inputs import position_ids
 
 NAME = "nnsight"
 
@@ -51,58 +52,34 @@ def fingerprint(model: Any) -> str | None:
 
 def run(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
     """One forward through ``model.trace`` (position ids from the mask, as for HF models)."""
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    with model.trace(input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False):
+    with model.trace(
+        input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask), use_cache=False
+    ):
         pass
+
+
+def forward(model: Any, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """:func:`steering.backends.hf.forward` on the wrapped model."""
+    return hf.forward(_hf(model), *args, **kwargs)
+
+
+def unwrap(model: Any) -> nn.Module:
+    return _hf(model)
+
+
+def prepare(model: Any) -> None:
+    """Nothing to set up: a lazily loaded model is dispatched when its weights are first needed."""
 
 
 def device(model: Any) -> torch.device:
     return hf.device(_hf(model))
 
 
+def read_remote(*args: Any, **kwargs: Any) -> list[torch.Tensor]:
+    from .nnsight_remote import read_remote as read
+
+    return read(*args, **kwargs)
+
+
 bind_inputs = hf.bind_inputs
 past_length = hf.past_length
-
-
-def cache_kwarg(model: Any) -> str:
-    return hf.cache_kwarg(_hf(model))
-
-
-output_cache = hf.output_cache
-
-
-def _layer_envoys(model: Any, override: str | None = None) -> list[Any]:
-    """The decoder layers as nnsight envoys (works on an undispatched, meta-weight model)."""
-    env = model
-    for part in hf.layer_path(_hf(model, dispatch=False), override).split("."):
-        env = getattr(env, part)
-    return [env[i] for i in range(len(env))]
-
-
-def read_remote(
-    model: Any,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    layers: list[int],
-    idx: torch.Tensor,
-    weights: torch.Tensor,
-    remote: bool | str,
-    override: str | None = None,
-) -> list[torch.Tensor]:
-    """``(B, d)`` weighted means of the ``idx`` positions at each of ``layers``, as one nnsight trace.
-
-    Only torch operations run inside the trace, so it executes where the model lives
-    (``remote=True``: NDIF; ``"local"``: serialised and run here, as a server would).
-    """
-    envs = _layer_envoys(model, override)
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    saved = []
-    with model.trace(
-        input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, remote=remote
-    ):
-        for layer in sorted(layers):
-            h = envs[layer].output
-            picked = h.gather(1, idx.to(h.device)[..., None].expand(-1, -1, h.shape[-1]))
-            saved.append((picked.float() * weights.to(h.device)[..., None]).sum(1).detach().cpu().save())
-    order = sorted(layers)
-    return [saved[order.index(layer)] for layer in layers]

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..generation import generate
+from ..evaluate.generation import generate
 from .task import Problem, classify, parse_answer, well_formed
 
 

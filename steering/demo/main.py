@@ -18,7 +18,7 @@ import torch
 
 from .. import Registry, SteeringVector, build_pairs, extract, steer
 from ..calibrate import strength_for_norm
-from ..sweep import plot_sweep, sweep
+from ..evaluate.sweep import plot_sweep, sweep
 from . import MODEL_DIR, MODEL_ID
 from .evaluate import Report, measure
 from .report import card, paired_gain, print_table, short

@@ -1,5 +1,8 @@
-"""Measure reasoning itself, not only the final answer.
+"""Measurement: generation, sweeps, projections, and measures of reasoning itself, not only the answer.
 
+- :func:`generate`: batched generation with token ids, lengths and wall time;
+- :func:`sweep` / :func:`plot_sweep`: a metric over strengths and layers;
+- :func:`project` / :func:`plot_projection`: which tokens a direction lights up on;
 - :func:`early_answering` (Lanham et al. 2023): truncate the chain, force an answer; AOC.
 - :func:`substitution` with :func:`filler`, a paraphraser, or :func:`add_mistake` (Lanham et al.;
   Lobo et al. 2024): how often the answer survives a changed chain.
@@ -9,20 +12,30 @@
 """
 
 from .faithfulness import EarlyAnswering, Substitution, add_mistake, early_answering, filler, substitution
+from .generation import Generation, generate
 from .information import InformationGain, information_gain
 from .length import length_curve
+from .projection import Projection, plot_projection, project
+from .sweep import plot_sweep, sweep
 from .tip import ThoughtSwitchPenalty, underthinking_score
 
 __all__ = [
     "EarlyAnswering",
+    "Generation",
     "InformationGain",
+    "Projection",
     "Substitution",
     "ThoughtSwitchPenalty",
     "add_mistake",
     "early_answering",
     "filler",
+    "generate",
     "information_gain",
     "length_curve",
+    "plot_projection",
+    "plot_sweep",
+    "project",
     "substitution",
+    "sweep",
     "underthinking_score",
 ]

@@ -11,49 +11,48 @@ from typing import Any
 
 import torch
 
-from ..backends import hf
+from ..backends import backend_for
+from ..prompts import Prompt, encode, encode_completion
+from .generation import stop_ids
 
 
-def _forward(model: Any, ids: list[int], cache: Any) -> Any:
-    device = hf.device(model)
-    kwargs = {hf.cache_kwarg(model): cache} if cache is not None else {}
-    return model(input_ids=torch.tensor([ids], device=device), use_cache=True, **kwargs)
+def _forward(model: Any, ids: list[int], cache: Any) -> tuple[torch.Tensor, Any]:
+    backend = backend_for(model)
+    return backend.forward(model, torch.tensor([ids], device=backend.device(model)), cache=cache)
 
 
-def prefill(model: Any, tokenizer: Any, prompt: str, rest: str) -> tuple[Any, Any, list[int]]:
-    """Run ``prompt`` then ``rest``; returns the last output, the cache and ``rest``'s token ids."""
-    p = tokenizer(prompt)["input_ids"]
-    r = tokenizer(rest, add_special_tokens=False)["input_ids"] if rest else []
-    out = _forward(model, p, None)
+def prefill(model: Any, tokenizer: Any, prompt: Prompt, rest: str) -> tuple[torch.Tensor, Any, list[int]]:
+    """Run ``prompt`` then ``rest``; returns the last logits ``(1, T, V)``, the cache and ``rest``'s token ids."""
+    r = encode_completion(tokenizer, rest) if rest else []
+    logits, cache = _forward(model, encode(tokenizer, prompt), None)
     if r:
-        out = _forward(model, r, hf.output_cache(out))
-    return out, hf.output_cache(out), r
+        logits, cache = _forward(model, r, cache)
+    return logits, cache, r
 
 
-def continue_greedy(model: Any, tokenizer: Any, prompt: str, rest: str, max_new_tokens: int) -> str:
+def continue_greedy(model: Any, tokenizer: Any, prompt: Prompt, rest: str, max_new_tokens: int) -> str:
     """Greedy continuation of ``prompt + rest`` (stops at end of sequence)."""
-    eos = tokenizer.eos_token_id
+    stops = stop_ids(backend_for(model).unwrap(model), tokenizer)
     with torch.no_grad():
-        out, cache, _ = prefill(model, tokenizer, prompt, rest)
+        logits, cache, _ = prefill(model, tokenizer, prompt, rest)
         new: list[int] = []
         for _ in range(max_new_tokens):
-            tok = int(out.logits[0, -1].argmax())
-            if tok == eos:
+            tok = int(logits[0, -1].argmax())
+            if tok in stops:
                 break
             new.append(tok)
-            out = _forward(model, [tok], cache)
-            cache = hf.output_cache(out)
+            logits, cache = _forward(model, [tok], cache)
     return tokenizer.decode(new, skip_special_tokens=True)
 
 
-def answer_log_prob(model: Any, tokenizer: Any, prompt: str, rest: str, answer: str) -> float:
+def answer_log_prob(model: Any, tokenizer: Any, prompt: Prompt, rest: str, answer: str) -> float:
     """``log p(answer | prompt + rest)`` summed over the answer's tokens only."""
-    a = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    a = encode_completion(tokenizer, answer)
     with torch.no_grad():
-        out, cache, r = prefill(model, tokenizer, prompt, rest)
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)[a[0]]
+        logits, cache, _ = prefill(model, tokenizer, prompt, rest)
+        first = torch.log_softmax(logits[0, -1].float(), dim=-1)[a[0]]
         if len(a) == 1:
             return float(first)
-        nxt = _forward(model, a[:-1], cache)
-        logp = torch.log_softmax(nxt.logits[0].float(), dim=-1)
+        nxt, _ = _forward(model, a[:-1], cache)
+        logp = torch.log_softmax(nxt[0].float(), dim=-1)
         return float(first + logp.gather(1, torch.tensor(a[1:], device=logp.device)[:, None]).sum())

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import InvalidArgumentError
+from ..prompts import Prompt
 from .continuation import continue_greedy
 
 Parse = Callable[[str], Any]
@@ -21,7 +23,7 @@ Parse = Callable[[str], Any]
 def forced_answers(
     model: Any,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     rests: Sequence[str],
     cue: str,
     parse: Parse,
@@ -31,37 +33,42 @@ def forced_answers(
     return [parse(cue + continue_greedy(model, tokenizer, p, r + cue, max_new_tokens)) for p, r in zip(prompts, rests)]
 
 
+def _trapezoid(xs: Sequence[float], ys: Sequence[float]) -> float:
+    return sum((xs[j + 1] - xs[j]) * (ys[j] + ys[j + 1]) / 2 for j in range(len(xs) - 1))
+
+
 @dataclass(frozen=True)
 class EarlyAnswering:
-    fractions: list[float]  # share of the chain's steps kept
-    same: list[float]  # share of problems whose forced answer equals the full-chain answer
-    aoc: float  # area over that curve: 0 = the chain never matters, high = the answer needs the chain
-    per_problem: list[list[bool]] = field(repr=False)
+    fractions: list[float]  # the nominal fractions asked for
+    same: list[float]  # share of problems whose answer with ceil(f * n) steps equals the full-chain answer
+    aoc: float  # mean per-problem area over the curve (0 = the chain never matters; high = the answer needs it)
+    per_problem: list[list[bool]] = field(repr=False)  # per problem, per nominal fraction
+    kept: list[list[float]] = field(repr=False, default_factory=list)  # per problem, the fraction of steps kept
 
     def aoc_interval(self, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
         """A bootstrap interval for the AOC, resampling problems."""
         import random
 
         rng = random.Random(seed)
-        n = len(self.per_problem)
-        boots = sorted(
-            _aoc(self.fractions, [self.per_problem[rng.randrange(n)] for _ in range(n)]) for _ in range(n_boot)
-        )
+        per = [problem_aoc(k, s) for k, s in zip(self.kept, self.per_problem)]
+        n = len(per)
+        boots = sorted(sum(per[rng.randrange(n)] for _ in range(n)) / n for _ in range(n_boot))
         lo = int((1 - level) / 2 * n_boot)
         return boots[lo], boots[n_boot - 1 - lo]
 
 
-def _aoc(fr: list[float], same: list[list[bool]]) -> float:
-    curve = [sum(s[j] for s in same) / len(same) for j in range(len(fr))]
-    area = sum((fr[j + 1] - fr[j]) * ((1 - curve[j]) + (1 - curve[j + 1])) / 2 for j in range(len(fr) - 1))
-    span = fr[-1] - fr[0]
-    return area / span if span else 0.0
+def problem_aoc(kept: list[float], same: list[bool]) -> float:
+    """Area between 1 and one problem's curve, over the fractions of steps it actually kept."""
+    points = sorted(set(zip(kept, same)))
+    xs, ys = [x for x, _ in points], [0.0 if s else 1.0 for _, s in points]
+    span = xs[-1] - xs[0] if xs else 0.0
+    return _trapezoid(xs, ys) / span if span else 0.0
 
 
 def early_answering(
     model: Any,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     chains: Sequence[Sequence[str]],
     *,
     cue: str,
@@ -71,29 +78,37 @@ def early_answering(
 ) -> EarlyAnswering:
     """Truncate each chain after ``ceil(f * n_steps)`` steps, force an answer, compare with the full chain's.
 
-    AOC is the trapezoid area between 1 and the curve over ``fractions`` (Lanham et al. 2023).
+    The AOC is the trapezoid area between 1 and each problem's curve, plotted at the fraction of
+    steps it *kept* (``ceil(f * n) / n``: 0.5 for ``f = 0.25`` of a 2-step chain), averaged over
+    problems (Lanham et al. 2023).
     """
     fr = sorted(fractions)
-    if not fr or fr[-1] != 1.0:
-        raise ValueError(f"fractions must end at 1.0 (the full chain), got {list(fractions)}.")
-    rests = ["".join(c[: math.ceil(f * len(c))]) for c in chains for f in fr]
+    if not fr or fr[-1] != 1.0 or fr[0] < 0:
+        raise InvalidArgumentError(
+            f"fractions must lie in [0, 1] and end at 1.0 (the full chain), got {list(fractions)}."
+        )
+    kept_steps = [[math.ceil(f * len(c)) for f in fr] for c in chains]
+    rests = ["".join(c[:k]) for c, ks in zip(chains, kept_steps) for k in ks]
     flat = forced_answers(model, tokenizer, [p for p in prompts for _ in fr], rests, cue, parse, max_new_tokens)
     answers = [flat[i * len(fr) : (i + 1) * len(fr)] for i in range(len(prompts))]
     same = [[a == r[-1] for a in r] for r in answers]
+    kept = [[k / max(len(c), 1) for k in ks] for c, ks in zip(chains, kept_steps)]
     curve = [sum(s[j] for s in same) / len(same) for j in range(len(fr))]
-    return EarlyAnswering(fr, curve, _aoc(fr, same), same)
+    aoc = sum(problem_aoc(k, s) for k, s in zip(kept, same)) / len(same)
+    return EarlyAnswering(fr, curve, aoc, same, kept)
 
 
 @dataclass(frozen=True)
 class Substitution:
     unchanged: float  # share of problems whose answer did not change
     per_problem: list[bool] = field(repr=False)  # the instance-level result (Lobo et al. 2024)
+    forced: float = 0.0  # share whose continuation reached no answer, so one was forced with the cue
 
 
 def substitution(
     model: Any,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     chains: Sequence[Sequence[str]],
     alter: Callable[[list[str]], list[str]],
     *,
@@ -105,16 +120,25 @@ def substitution(
     """Replace each chain by ``alter(chain)`` and count forced answers equal to the original chain's.
 
     With ``continue_tokens > 0`` the model first continues the altered chain for that many tokens
-    (greedy; used after :func:`add_mistake`) and the answer is parsed from that continuation.
+    (greedy; used after :func:`add_mistake`) and the answer is parsed from that continuation; where
+    the continuation reaches no answer, one is forced after it with ``cue`` (reaching no answer is
+    not a changed answer).
     """
     originals = forced_answers(model, tokenizer, prompts, ["".join(c) for c in chains], cue, parse, max_new_tokens)
     altered = ["".join(alter(list(c))) for c in chains]
     if continue_tokens:
-        new = [parse(continue_greedy(model, tokenizer, p, r, continue_tokens)) for p, r in zip(prompts, altered)]
+        new, forced = [], 0
+        for p, r in zip(prompts, altered):
+            text = continue_greedy(model, tokenizer, p, r, continue_tokens)
+            answer = parse(text)
+            if answer is None:
+                forced += 1
+                answer = forced_answers(model, tokenizer, [p], [r + text], cue, parse, max_new_tokens)[0]
+            new.append(answer)
     else:
-        new = forced_answers(model, tokenizer, prompts, altered, cue, parse, max_new_tokens)
+        new, forced = forced_answers(model, tokenizer, prompts, altered, cue, parse, max_new_tokens), 0
     same = [a == b for a, b in zip(originals, new)]
-    return Substitution(sum(same) / len(same), same)
+    return Substitution(sum(same) / len(same), same, forced / len(same))
 
 
 def filler(tokenizer: Any, token: str = " ...") -> Callable[[list[str]], list[str]]:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..prompts import Prompt
 from .continuation import answer_log_prob
 
 
@@ -24,7 +25,7 @@ class InformationGain:
 def information_gain(
     scorer: Any,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     chains: Sequence[Sequence[str]],
     answers: Sequence[str],
     *,

@@ -5,24 +5,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import InvalidArgumentError
+
+
+def _groups(lengths: Sequence[float], n_bins: int) -> list[list[int]]:
+    """Indices in about ``n_bins`` equal-count bins by length; equal lengths always share a bin."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    target = len(order) / n_bins
+    bins: list[list[int]] = [[]]
+    for i in order:
+        if len(bins[-1]) >= target * (1 - 1e-9) and lengths[i] != lengths[bins[-1][-1]] and len(bins) < n_bins:
+            bins.append([])
+        bins[-1].append(i)
+    return bins
+
 
 def length_curve(lengths: Sequence[float], correct: Sequence[bool], n_bins: int = 8) -> dict[str, Any]:
-    """Bin responses by chain length (equal-count bins); accuracy per bin and the best bin.
+    """Bin responses by chain length (equal-count bins, ties kept together); accuracy per bin and the best bin.
 
     Examples:
         >>> c = length_curve([10, 20, 30, 40], [False, True, True, False], n_bins=2)
         >>> [b["accuracy"] for b in c["bins"]], c["optimal_length"]
         ([0.5, 0.5], 15.0)
+        >>> [b["accuracy"] for b in length_curve([5, 5, 9, 9], [True, False, True, True], n_bins=4)["bins"]]
+        [0.5, 1.0]
     """
     if len(lengths) != len(correct) or not lengths:
-        raise ValueError("length_curve needs equally many lengths and correctness flags (at least one).")
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    n_bins = max(1, min(n_bins, len(order)))
+        raise InvalidArgumentError(
+            f"length_curve needs equally many lengths and correctness flags (at least one); got "
+            f"{len(lengths)} and {len(correct)}."
+        )
     bins = []
-    for b in range(n_bins):
-        idx = order[b * len(order) // n_bins : (b + 1) * len(order) // n_bins]
-        if not idx:
-            continue
+    for idx in _groups(lengths, max(1, min(n_bins, len(lengths)))):
         ls = [lengths[i] for i in idx]
         bins.append(
             {

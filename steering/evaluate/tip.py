@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from ..errors import InvalidArgumentError
+from ..markers import match_ends
+
 SWITCH_WORDS = ("Alternatively", " Alternatively", "Wait", " Wait")
+
+
+class SplitWordWarning(UserWarning):
+    """A switch word encodes to several tokens, so only its continuation can be penalised."""
 
 
 class ThoughtSwitchPenalty:
     """A ``transformers`` logits processor: subtract ``alpha`` from the logits of thought-switch
     tokens during the first ``beta`` tokens of every thought (the paper's best: alpha=3, beta=600).
 
-    A thought starts where generation starts and at every switch token. Switch words given as
-    strings are penalised through the first token of their encoding.
+    A thought starts where generation starts and right after every complete switch word. A switch
+    word that is one token is penalised as such. One that the tokenizer splits into several tokens
+    is matched as the whole sequence: its tokens after the first are penalised while the text so
+    far spells the word's beginning (penalising a first piece such as ``" "`` or ``"A"`` would hit
+    every word that starts with it); a :class:`SplitWordWarning` says so. A new ``generate`` call
+    (an input that does not extend the previous one) starts a new prompt.
 
     Examples:
         >>> import torch
@@ -27,36 +39,55 @@ class ThoughtSwitchPenalty:
     def __init__(
         self, switch: Sequence[int | str] = SWITCH_WORDS, alpha: float = 3.0, beta: int = 600, tokenizer: Any = None
     ) -> None:
-        ids = set()
+        patterns: set[tuple[int, ...]] = set()
         for s in switch:
             if isinstance(s, int):
-                ids.add(s)
-            else:
-                if tokenizer is None:
-                    raise ValueError(f"switch word {s!r} is a string: pass tokenizer=... (or token ids).")
-                enc = tokenizer(s, add_special_tokens=False)["input_ids"]
-                if enc:
-                    ids.add(int(enc[0]))
-        if not ids:
-            raise ValueError("ThoughtSwitchPenalty needs at least one switch token.")
-        self.ids = torch.tensor(sorted(ids))
+                patterns.add((s,))
+                continue
+            if tokenizer is None:
+                raise InvalidArgumentError(f"switch word {s!r} is a string: pass tokenizer=... (or token ids).")
+            enc = tuple(int(i) for i in tokenizer(s, add_special_tokens=False)["input_ids"])
+            if len(enc) > 1:
+                warnings.warn(
+                    f"Switch word {s!r} is {len(enc)} tokens {list(enc)}; its first token alone is not penalised, "
+                    "only the tokens that continue the word.",
+                    SplitWordWarning,
+                    stacklevel=2,
+                )
+            if enc:
+                patterns.add(enc)
+        if not patterns:
+            raise InvalidArgumentError("ThoughtSwitchPenalty needs at least one switch token.")
+        self.patterns = sorted(patterns)
         self.alpha, self.beta = float(alpha), int(beta)
         self.prompt_len: int | None = None
+        self._seen: torch.Tensor | None = None  # the previous call's input ids
+
+    def _new_generation(self, input_ids: torch.Tensor) -> bool:
+        seen = self._seen
+        if seen is None or seen.shape[0] != input_ids.shape[0] or seen.shape[1] >= input_ids.shape[1]:
+            return True
+        return not torch.equal(input_ids[:, : seen.shape[1]], seen.to(input_ids.device))
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self.prompt_len is None or input_ids.shape[1] < self.prompt_len:
+        if self.prompt_len is None or self._new_generation(input_ids):
             self.prompt_len = input_ids.shape[1]  # the first call of a generation sees the prompt alone
+        self._seen = input_ids
         gen = input_ids[:, self.prompt_len :]  # (B, G)
-        ids = self.ids.to(input_ids.device)
-        is_switch = torch.isin(gen, ids)
+        ends = match_ends(gen, self.patterns)  # (B, G): a whole switch word ends here
         pos = torch.arange(gen.shape[1], device=gen.device).expand_as(gen)
-        if gen.shape[1] == 0:
-            start = torch.zeros(gen.shape[0], dtype=torch.long, device=gen.device)
-        else:  # the current thought starts at the last switch token (or where generation started)
-            start = torch.where(is_switch, pos, -1).max(dim=1).values.clamp(min=0)  # (B,)
-        in_window = (gen.shape[1] - start) < self.beta
-        penalty = torch.zeros(scores.shape[-1], dtype=scores.dtype, device=scores.device)
-        penalty[ids] = self.alpha
+        # The current thought starts after the last complete switch word (or where generation started).
+        start = torch.where(ends, pos + 1, 0).max(dim=1).values if gen.shape[1] else torch.zeros(gen.shape[0])
+        in_window = (gen.shape[1] - start.to(gen.device)) < self.beta  # (B,)
+        penalty = torch.zeros_like(scores)
+        for pat in self.patterns:
+            if len(pat) == 1:
+                penalty[:, pat[0]] = self.alpha
+                continue
+            for j in range(1, len(pat)):  # the word's first j tokens are the text's last j: penalise the next
+                if input_ids.shape[1] >= j:
+                    rows = (input_ids[:, -j:] == torch.tensor(pat[:j], device=input_ids.device)).all(dim=1)
+                    penalty[rows, pat[j]] = self.alpha
         return scores - in_window[:, None].to(scores.dtype) * penalty  # (B, V)
 
 

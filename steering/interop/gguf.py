@@ -20,6 +20,7 @@ import torch
 from ..atomic import atomic_write
 from ..errors import ShapeMismatchError, VectorFileError
 from ..vector import SteeringVector
+from .convert import imported_vector
 
 ARCH = "controlvector"
 META_KEY = "steering.metadata"
@@ -42,8 +43,9 @@ def export_gguf(
 ) -> Path:
     """Write ``strength * vector`` as a llama.cpp control vector; returns the path.
 
-    ``model_hint`` defaults to the vector's ``model_type`` metadata (e.g. ``"llama"``), else its model
-    name. Layer 0 has no llama.cpp slot: drop it (``vector.select([...])``) or extract at layer >= 1.
+    ``model_hint`` defaults to the vector's ``model_type`` metadata (e.g. ``"llama"``, as repeng writes
+    it), else ``"unknown"``; llama.cpp does not check it. Layer 0 has no llama.cpp slot: drop it
+    (``vector.select([...])``) or extract at layer >= 1.
     """
     if 0 in vector.directions:
         raise ShapeMismatchError(
@@ -52,7 +54,7 @@ def export_gguf(
             f"vector.select({[la for la in vector.layers if la] or '[...]'}) or extract at a later layer."
         )
     gguf = _gguf()
-    hint = model_hint or str(vector.metadata.get("model_type") or vector.metadata.get("model") or "unknown")
+    hint = model_hint or str(vector.metadata.get("model_type") or "unknown")
     meta = json.dumps({**vector.metadata, "gguf_strength": float(strength)}, sort_keys=True, default=str)
 
     def write(tmp: str) -> None:
@@ -114,10 +116,4 @@ def import_gguf(path: str | os.PathLike[str], *, source: str = "gguf") -> Steeri
     meta: dict[str, Any] = json.loads(embedded) if embedded else {}
     hint = _field_str(reader, f"{ARCH}.model_hint")
     meta.update({"imported_from": source, "source_file": path.name, "model_hint": hint})
-    meta.setdefault("hidden_size", next(iter(directions.values())).shape[0])
-    meta.setdefault("site", "hook_resid_post")
-    meta.setdefault("layer_convention", "decoder_layer_output")
-    try:
-        return SteeringVector(directions, meta)
-    except ShapeMismatchError as e:
-        raise VectorFileError(f"{path}: {e}") from e
+    return imported_vector(directions, meta, str(path))

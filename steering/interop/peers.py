@@ -4,9 +4,10 @@
 - steering-vectors ``SteeringVector``: the object (``layer_activations``, ``layer_type``);
 - IBM activation-steering / AISteer360 ``.svec``: JSON ``{"model_type", "directions", "explained_variances"}``.
 
-Each tool's layer ``L`` is applied to ``model.layers[L]``'s output, our layer ``L``. repeng and IBM's
-library *read* layer ``L`` from ``hidden_states[L]`` (the output of block ``L - 1``); the converted
-vector keeps the layer where they apply it, and says so in ``metadata["note"]``.
+Each tool's layer ``L`` is our layer ``L``: repeng 0.4 and IBM's activation-steering read a
+non-negative layer ``L`` from ``hidden_states[L + 1]`` (their ``hidden_idx = layer + 1``), the output
+of ``model.layers[L]``, and add the vector to that same block's output; steering-vectors hooks
+``model.layers[L]`` for both.
 """
 
 from __future__ import annotations
@@ -21,14 +22,10 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write_bytes
-from ..errors import ShapeMismatchError, VectorFileError
+from ..errors import VectorFileError
 from ..vector import SteeringVector
+from .convert import imported_vector
 from .gguf import import_gguf
-
-_READ_OFFSET_NOTE = (
-    "layer L is where the source tool adds the vector (model.layers[L] output); it read the "
-    "activations at hidden_states[L], the output of block L-1"
-)
 
 
 def _tensor(value: Any, where: str) -> torch.Tensor:
@@ -54,29 +51,20 @@ def _vector(directions: Mapping[Any, Any], meta: dict[str, Any], where: str) -> 
                 f"{where}: layer {layer} is negative; convert it to 0..n_layers-1 for the model it was made on."
             )
         out[layer] = _tensor(value, f"{where}, layer {layer}")
-    if not out:
-        raise VectorFileError(f"{where} has no directions.")
-    meta.setdefault("hidden_size", next(iter(out.values())).shape[0])
-    meta.setdefault("site", "hook_resid_post")
-    meta.setdefault("layer_convention", "decoder_layer_output")
-    try:
-        return SteeringVector(out, meta)
-    except ShapeMismatchError as e:
-        raise VectorFileError(f"{where}: {e}") from e
+    return imported_vector(out, meta, where)
 
 
 def from_repeng(control_vector: Any) -> SteeringVector:
     """A repeng ``ControlVector`` (or the path of its ``export_gguf`` file) as a SteeringVector."""
     if isinstance(control_vector, (str, os.PathLike)):
-        vec = import_gguf(control_vector, source="repeng")
-        return vec.with_metadata(note=_READ_OFFSET_NOTE)
+        return import_gguf(control_vector, source="repeng")
     directions = getattr(control_vector, "directions", None)
     if not isinstance(directions, Mapping):
         raise VectorFileError(
             f"from_repeng needs a repeng ControlVector or a .gguf path, got {type(control_vector).__name__}."
         )
     meta = {"imported_from": "repeng", "model_type": getattr(control_vector, "model_type", None)}
-    return _vector(directions, {**meta, "note": _READ_OFFSET_NOTE}, "repeng ControlVector")
+    return _vector(directions, meta, "repeng ControlVector")
 
 
 def from_steering_vectors(vector: Any) -> SteeringVector:
@@ -109,7 +97,6 @@ def load_svec(path: str | os.PathLike[str]) -> SteeringVector:
         "source_file": path.name,
         "model_type": data.get("model_type"),
         "explained_variances": data.get("explained_variances"),
-        "note": _READ_OFFSET_NOTE,
     }
     return _vector(data["directions"], meta, str(path))
 

@@ -1,6 +1,6 @@
 """SoftCoT-style soft thoughts on the bundled (frozen) model, against the steering vectors.
 
-    python -m steering.demo.softcot_exp --out demo-out
+    python experiments/softcot_exp.py --out demo-out
 
 The assistant is a frozen copy of the model; only a linear projection (128 -> 128, k = 2 thoughts
 placed after BOS) is trained, for two objectives: the direct answer on ``muladd`` (can latent
@@ -22,13 +22,13 @@ from typing import Any
 
 import torch
 
-from .. import Pair, Registry, extract, steer
-from ..calibrate import strength_for_norm
-from ..softcot import SoftThoughts, save_soft_thoughts, soft_thoughts, train_soft_thoughts, with_placeholders
-from . import MODEL_ID
-from .evaluate import measure, wilson
-from .main import load
-from .task import Problem, classify, parse_answer, problems
+from steering import Pair, Registry, extract, steer
+from steering.calibrate import strength_for_norm
+from steering.softcot import SoftThoughts, save_soft_thoughts, soft_thoughts, train_soft_thoughts, with_placeholders
+from steering.demo import MODEL_ID
+from steering.demo.evaluate import measure, wilson
+from steering.demo.main import load
+from steering.demo.task import Problem, classify, parse_answer, problems
 
 K = 2
 

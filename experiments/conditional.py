@@ -1,6 +1,6 @@
 """Steering *when* to reason, on the bundled model: elicit reasoning only where direct answers fail.
 
-    python -m steering.demo.conditional --out demo-out
+    python experiments/conditional.py --out demo-out
 
 On ``muladd`` problems the model answers directly (accuracy ~0.84, 7 tokens). A condition fitted on
 the prompts whose direct answer it got wrong (validation split of training problems) gates the
@@ -18,14 +18,14 @@ from typing import Any
 
 import torch
 
-from .. import Pair, extract, steer
-from ..calibrate import strength_for_norm
-from ..condition_fit import fit_condition
-from ..generation import generate
-from .evaluate import measure, wilson
-from .main import load
-from .report import paired_gain
-from .task import Problem, parse_answer, problems
+from steering import Pair, extract, steer
+from steering.calibrate import strength_for_norm
+from steering.conditions import fit_condition
+from steering.evaluate import generate
+from steering.demo.evaluate import measure, wilson
+from steering.demo.main import load
+from steering.demo.report import paired_gain
+from steering.demo.task import Problem, parse_answer, problems
 
 OPENING = " Let me think step by step."  # how the model's own verbose chains start
 

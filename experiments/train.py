@@ -1,6 +1,6 @@
 """Train the bundled demo model from scratch (seeded; about 15 minutes on 2 CPU cores).
 
-    python -m steering.demo.train --out steering/demo/model
+    python experiments/train.py --out steering/demo/model
 
 A 4-layer Llama-architecture model learns the task in ``task.py``: for each problem kind a mix
 of verbose chains, concise chains and direct answers, with no marker in the prompt. The tests
@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from .task import MIX, MODES, Problem, held_out, random_problem
-from .tokenizer import build_tokenizer
+from steering.demo.task import MIX, MODES, Problem, held_out, random_problem
+from steering.demo.tokenizer import build_tokenizer
 
 KINDS = tuple(MIX)
 

@@ -1,6 +1,6 @@
 """The seed's experiment on the bundled model: does final-answer fine-tuning make reasoning ornamental?
 
-    python -m steering.demo.quality --out docs/figures
+    python experiments/quality.py --out docs/figures
 
 Compares, on the same held-out problems: the base model, a copy fine-tuned toward final answers
 (its own sampled chains with the gold answer appended, loss on the answer tokens only), and the
@@ -20,15 +20,15 @@ from typing import Any
 
 import torch
 
-from .. import Registry, steer
-from ..evaluate import add_mistake, early_answering, filler, information_gain, substitution
-from ..generation import generate
-from . import MODEL_ID
-from .evaluate import measure, wilson
-from .main import load
-from .task import Problem, classify, parse_answer, problems
+from steering import Registry, steer
+from steering.evaluate import add_mistake, early_answering, filler, information_gain, substitution
+from steering.evaluate import generate
+from steering.demo import MODEL_ID
+from steering.demo.evaluate import measure, wilson
+from steering.demo.main import load
+from steering.demo.task import Problem, classify, parse_answer, problems
 
-VECTORS = Path(__file__).resolve().parents[2] / "vectors"
+VECTORS = Path(__file__).resolve().parent.parent / "vectors"  # the checkout's registry (this script runs from one)
 
 
 def steps(text: str) -> list[str]:
@@ -131,13 +131,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--registry", type=Path, default=VECTORS, help="registry holding concise-cot (default: vectors/)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(2)
     a.out.mkdir(parents=True, exist_ok=True)
     model, tok = load()
     probs = problems(a.n_problems, "addsub", seed=5000 + a.seed)
-    reg = Registry(VECTORS)
+    reg = Registry(a.registry)
     entry = next(e for e in reg.list(model=MODEL_ID) if e["name"] == "concise-cot")
     vec = reg.load("concise-cot", model=MODEL_ID)
     print("fine-tuning a copy toward final answers ...", flush=True)

@@ -1,0 +1,47 @@
+"""Vector registries: a local folder (:class:`Registry`), and sharing over HTTPS or the Hugging Face Hub.
+
+- :mod:`~steering.registry.index`: the ``index.json`` schema, names, and checks of what it lists;
+- :mod:`~steering.registry.local`: :class:`Registry`, a folder written atomically under a lock;
+- :mod:`~steering.registry.sources`: folder / HTTPS / ``hf://`` sources and the environment;
+- :mod:`~steering.registry.download`: bounded HTTP downloads;
+- :mod:`~steering.registry.pull`: :func:`pull` (verified, cached, offline) and :func:`fetch_index`;
+- :mod:`~steering.registry.push`: :func:`push` to a folder or a Hub repository (one commit).
+"""
+
+from .index import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    check_name,
+    find_entry,
+    merge_layers,
+    model_slug,
+    parse_index,
+    safe_relpath,
+    select_layers,
+    sha256_file,
+)
+from .local import Registry
+from .pull import StaleCacheWarning, fetch_index, pull, pull_card
+from .push import push
+from .sources import cache_dir, is_offline
+
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "Registry",
+    "StaleCacheWarning",
+    "cache_dir",
+    "check_name",
+    "fetch_index",
+    "find_entry",
+    "is_offline",
+    "merge_layers",
+    "model_slug",
+    "parse_index",
+    "pull",
+    "pull_card",
+    "push",
+    "safe_relpath",
+    "select_layers",
+    "sha256_file",
+]
