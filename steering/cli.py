@@ -1,6 +1,8 @@
 """``steering`` command line: list, show, pull and push registry vectors; extract; export and import; the demo.
 
-Each verb is a thin layer over the Python API; errors print one clear line and exit 2.
+Each verb is a thin layer over the Python API. A user error (bad input, a missing or unreadable file,
+a model folder transformers cannot load) prints one line on stderr and exits 2; ``--debug`` shows the
+traceback instead. Anything else is a bug: one line naming it, exit 1.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 from .errors import SteeringError
 
-DEFAULT_REGISTRY = "vectors"
+DEFAULT_REGISTRY = "vectors"  # used when neither --registry nor $STEERING_REGISTRY is given
+USER_ERRORS = (SteeringError, OSError, UnicodeError, ValueError)  # transformers says "can't load" with OSError
 
 
 def _layers(text: str) -> list[int]:
@@ -25,18 +28,20 @@ def _layers(text: str) -> list[int]:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from .hub import fetch_index
+    from .registry.pull import fetch_index
+    from .registry.sources import resolve
 
+    registry = resolve(args.registry, DEFAULT_REGISTRY)
     entries = [
         e
-        for e in fetch_index(args.registry, offline=args.offline)["entries"]
+        for e in fetch_index(registry, offline=args.offline)["entries"]
         if args.model is None or e["model"] == args.model
     ]
     if args.json:
         print(json.dumps(entries, indent=2))
         return
     if not entries:
-        print(f"(no vectors in {args.registry})")
+        print(f"(no vectors in {registry})")
     for e in entries:
         meta = e.get("metadata", {})
         strength = meta.get("recommended_strength")
@@ -48,18 +53,20 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from .hub import fetch_index, pull_card
     from .registry import find_entry
+    from .registry.pull import fetch_index, pull_card
+    from .registry.sources import resolve
 
-    entry = find_entry(fetch_index(args.registry, offline=args.offline), args.name, args.model, str(args.registry))
-    print(json.dumps({k: entry[k] for k in ("model", "name", "layers", "metadata") if k in entry}, indent=2))
-    card = pull_card(args.name, args.model, args.registry, offline=args.offline)
+    registry = resolve(args.registry, DEFAULT_REGISTRY)
+    entry = find_entry(fetch_index(registry, offline=args.offline), args.name, args.model, registry, kind=None)
+    print(json.dumps({k: entry[k] for k in ("model", "name", "kind", "layers", "metadata") if k in entry}, indent=2))
+    card = pull_card(args.name, args.model, registry, offline=args.offline)
     if card:
         print("\n" + card)
 
 
 def cmd_pull(args: argparse.Namespace) -> None:
-    from .hub import pull
+    from .registry import pull
 
     vec = pull(args.name, args.model, args.source, args.layers, offline=args.offline)
     if args.out:
@@ -70,7 +77,7 @@ def cmd_pull(args: argparse.Namespace) -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> None:
-    from .publish import push
+    from .registry import push
     from .vector import SteeringVector
 
     vec = SteeringVector.load(args.vector)
@@ -118,12 +125,10 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from .extract import extract
+    from .models import load
 
-    tok = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=args.dtype)
+    model, tok = load(args.model, dtype=args.dtype)
     vec = extract(
         model,
         tok,
@@ -146,10 +151,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="steering", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("list", help="list the vectors in a registry (folder, https URL or hf://org/repo)")
-    s.add_argument("--registry", default=DEFAULT_REGISTRY)
+    s.add_argument("--registry", help=f"default: $STEERING_REGISTRY, else {DEFAULT_REGISTRY!r}")
     s.add_argument("--model")
     s.add_argument("--json", action="store_true")
     s.add_argument("--offline", action="store_true", default=None)
@@ -158,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="metadata and card of one vector")
     s.add_argument("name")
     s.add_argument("--model")
-    s.add_argument("--registry", default=DEFAULT_REGISTRY)
+    s.add_argument("--registry", help=f"default: $STEERING_REGISTRY, else {DEFAULT_REGISTRY!r}")
     s.add_argument("--offline", action="store_true", default=None)
     s.set_defaults(fn=cmd_show)
 
@@ -175,14 +181,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("vector", help="a .safetensors file written by SteeringVector.save")
     s.add_argument("--name", required=True)
     s.add_argument("--model", help="model id (default: the vector's metadata)")
-    s.add_argument("--to", default=DEFAULT_REGISTRY)
+    s.add_argument(
+        "--to", default=DEFAULT_REGISTRY, help=f"a registry folder or hf://org/repo (default {DEFAULT_REGISTRY!r})"
+    )
     s.add_argument("--card", help="a markdown file: how it was made, what it does")
     s.add_argument("--strength", type=float, help="recommended strength")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(fn=cmd_push)
 
     s = sub.add_parser("extract", help="extract a vector from a pairs JSONL file on a local transformers model")
-    s.add_argument("--model", required=True, help="a local path (or a hub id, where a hub is reachable)")
+    s.add_argument(
+        "--model", required=True, help="a local folder, a .gguf file, or a hub id (where a hub is reachable)"
+    )
     s.add_argument("--pairs", required=True, help='JSONL rows {"prompt", "positive", "negative"}')
     s.add_argument("--layers", type=_layers, required=True)
     s.add_argument("--method", default="mean_diff", choices=["mean_diff", "pca", "probe"])
@@ -217,15 +227,36 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_line(e: BaseException) -> str:
+    """An error as one line: its first line, with the file an OSError names."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
+        text = f"{text}: {e.filename}"
+    return text if isinstance(e, SteeringError) else f"{text} ({type(e).__name__})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args: Any = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line
+    args: Any = parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     if getattr(args, "position", None) is not None and args.command == "extract":
         args.position = int(args.position) if args.position.lstrip("-").isdigit() else args.position
     try:
         args.fn(args)
-    except SteeringError as e:
-        print(f"steering {args.command}: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        print(f"steering {args.command}: {one_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if args.debug:
+            raise
+        print(
+            f"steering {args.command}: internal error: {one_line(e)}; re-run with --debug and report it.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

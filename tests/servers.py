@@ -73,6 +73,9 @@ class Handler(BaseHTTPRequestHandler):
         file = self._resolve()
         self.server.requests.append(self.rel)
         fault = self.server.faults.get(self.rel)
+        if fault == "stall":  # accept the connection, never answer
+            time.sleep(self.server.slow_seconds)
+            return
         if fault in (404, 500) or file is None:
             code = fault if isinstance(fault, int) else 404
             self.send_response(code)
@@ -96,6 +99,15 @@ class Handler(BaseHTTPRequestHandler):
             return
         if fault == "slow":
             time.sleep(self.server.slow_seconds)
+        if fault == "trickle":  # one byte at a time, each well within any read timeout
+            for i in range(len(data)):
+                try:
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(self.server.trickle_seconds)
+            return
         if fault == "drop":
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
@@ -114,6 +126,7 @@ class RegistryServer(ThreadingHTTPServer):
         self.requests: list[str] = []
         self.commits = 0
         self.slow_seconds = 2.0
+        self.trickle_seconds = 0.05
 
     @property
     def url(self) -> str:

