@@ -24,7 +24,7 @@ from .backends import Backend, backend_for
 from .conditions import Gate, Rule
 from .errors import InvalidArgumentError, ShapeMismatchError, UnknownOptionError
 from .hooks import Attachment, Hook, attached, output_tensor, replace_output
-from .scopes import Scope, as_scope
+from .scopes import Scope, as_scope, scope_from_json
 from .tracker import Tracker
 from .vector import EPS, SteeringVector
 
@@ -136,7 +136,7 @@ def _resolve(vector: SteeringVector, strength: Any, scope: Any) -> tuple[float, 
         strength, chosen["strength"] = (rec, "recommended") if rec is not None else (1.0, "default")
     if scope is None:
         rec = vector.metadata.get("recommended_scope")
-        scope, chosen["scope"] = (_scope_from_json(rec), "recommended") if rec is not None else ("all", "default")
+        scope, chosen["scope"] = (scope_from_json(rec), "recommended") if rec is not None else ("all", "default")
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
         raise InvalidArgumentError(f"strength must be a finite number, got {strength!r}.")
     for d in vector.directions.values():
@@ -146,11 +146,6 @@ def _resolve(vector: SteeringVector, strength: Any, scope: Any) -> tuple[float, 
                 "residual norm (steering.calibrate finds one)."
             )
     return float(strength), scope, chosen
-
-
-def _scope_from_json(value: Any) -> Any:
-    """A scope stored in metadata: a name, or a list of names (their union)."""
-    return tuple(value) if isinstance(value, list) else value
 
 
 def _gate(when: Any, tracker: Tracker, tokenizer: Any, info: Any) -> Gate | None:

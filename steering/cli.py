@@ -103,11 +103,12 @@ def cmd_export(args: argparse.Namespace) -> None:
         vec = vec.select(args.layers)
     out = Path(args.out)
     if args.format == "gguf":
-        export_gguf(vec, out, strength=args.strength, model_hint=args.model_hint)
+        export_gguf(vec, out, strength=args.strength, model_hint=args.model_hint, scope=args.scope)
     elif args.format == "svec":
         to_svec(vec * args.strength, out)
     else:
-        scope = tuple(args.scope.split(",")) if "," in args.scope else args.scope
+        given = args.scope or "all"
+        scope = tuple(given.split(",")) if "," in given else given
         export_vllm(vec, out.parent, out.name, strength=args.strength, scope=scope)
         out = out.parent / f"{out.name}.gguf"
     print(f"wrote {out} (layers {vec.layers}, strength {args.strength:g})")
@@ -208,7 +209,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the file (gguf, svec) or NAME prefix in a folder (vllm)")
     s.add_argument("--strength", type=float, default=1.0, help="baked into gguf/svec; the request scale for vllm")
     s.add_argument("--layers", type=_layers, help="export only these layers (llama.cpp has no layer 0)")
-    s.add_argument("--scope", default="all", help="vllm: all, prompt, generated, prompt_last (comma-separated union)")
+    s.add_argument(
+        "--scope",
+        help="vllm: all, prompt, generated, prompt_last (comma-separated union); gguf: only 'all' (llama.cpp steers "
+        "every position), needed to export a vector recommended for another scope",
+    )
     s.add_argument("--model-hint", help="gguf: controlvector.model_hint (default: the vector's model type)")
     s.set_defaults(fn=cmd_export)
 

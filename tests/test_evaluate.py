@@ -156,3 +156,25 @@ def test_early_answering_plots_the_fraction_of_steps_kept():
 def test_length_curve_keeps_tied_lengths_together():
     c = length_curve([5, 5, 9, 9], [True, False, True, True], n_bins=4)
     assert [(b["lo"], b["hi"], b["accuracy"]) for b in c["bins"]] == [(5, 5, 0.5), (9, 9, 1.0)]
+
+
+def test_measure_counts_accuracy_tokens_thinking_and_degeneration():
+    from steering.evaluate import compare, degeneration, measure
+
+    tok = make_tokenizer()
+    model = make_model("llama", tok)
+    prompts = ["Q: 3 + 4 = ?", "Q: 9 * 9 = ?", "Question: what is 12 + 7?"]
+    m = measure(model, tok, prompts, max_new_tokens=12, batch_size=2, progress=False)
+    assert m.n == 3 and len(m.texts) == 3 and m.accuracy is None
+    assert m.tokens == sum(m.token_counts) / 3 and 1 <= m.tokens <= 12
+    assert 0.0 <= m.degeneration <= 1.0 and m.unfinished in (0.0, 1 / 3, 2 / 3, 1.0)
+    # Gold answers: the first reply's own text counts as right; an impossible string never does.
+    first = m.texts[0].split()[0] if m.texts[0].split() else m.texts[0]
+    g = measure(model, tok, prompts, gold=[first, "zzzz", "zzzz"], max_new_tokens=12, batch_size=2, progress=False)
+    assert g.correct == [bool(first.strip()), False, False] and g.accuracy_ci is not None
+    # Thinking up to a marker: with a marker the model never writes, everything is thinking and no answer is given.
+    t = measure(model, tok, prompts, gold=["x"] * 3, end_marker="</think>", max_new_tokens=12, progress=False)
+    assert t.thinking_tokens == t.tokens and t.answers == ["", "", ""] and t.accuracy == 0.0
+    c = compare(g, g)
+    assert c.accuracy_diff == 0.0 and c.token_reduction == 0.0 and c.token_reduction_ci == (0.0, 0.0)
+    assert degeneration([7] * 20) > 0.8 and degeneration(list(range(20))) == 0.0

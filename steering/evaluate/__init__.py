@@ -1,5 +1,7 @@
 """Measurement: generation, sweeps, projections, and measures of reasoning itself, not only the answer.
 
+- :func:`measure` / :func:`compare`: accuracy (bootstrap CI), tokens and thinking tokens, wall time,
+  degeneration on any model; a paired comparison of a steered run with its baseline;
 - :func:`generate`: batched generation with token ids, lengths and wall time;
 - :func:`sweep` / :func:`plot_sweep`: a metric over strengths and layers;
 - :func:`project` / :func:`plot_projection`: which tokens a direction lights up on;
@@ -15,23 +17,29 @@ from .faithfulness import EarlyAnswering, Substitution, add_mistake, early_answe
 from .generation import Generation, generate
 from .information import InformationGain, information_gain
 from .length import length_curve
+from .measure import Comparison, Measurement, compare, degeneration, measure
 from .projection import Projection, plot_projection, project
 from .sweep import plot_sweep, sweep
 from .tip import ThoughtSwitchPenalty, underthinking_score
 
 __all__ = [
+    "Comparison",
     "EarlyAnswering",
     "Generation",
     "InformationGain",
+    "Measurement",
     "Projection",
     "Substitution",
     "ThoughtSwitchPenalty",
     "add_mistake",
+    "compare",
+    "degeneration",
     "early_answering",
     "filler",
     "generate",
     "information_gain",
     "length_curve",
+    "measure",
     "plot_projection",
     "plot_sweep",
     "project",

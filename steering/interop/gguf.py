@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write
-from ..errors import ShapeMismatchError, VectorFileError
+from ..errors import ShapeMismatchError, UnknownOptionError, VectorFileError
 from ..vector import SteeringVector
 from .convert import imported_vector
 
@@ -40,13 +40,23 @@ def export_gguf(
     *,
     strength: float = 1.0,
     model_hint: str | None = None,
+    scope: Any = None,
 ) -> Path:
     """Write ``strength * vector`` as a llama.cpp control vector; returns the path.
 
     ``model_hint`` defaults to the vector's ``model_type`` metadata (e.g. ``"llama"``, as repeng writes
     it), else ``"unknown"``; llama.cpp does not check it. Layer 0 has no llama.cpp slot: drop it
-    (``vector.select([...])``) or extract at layer >= 1.
+    (``vector.select([...])``) or extract at layer >= 1. llama.cpp adds the vector at every position,
+    which is our ``scope="all"``: a vector whose ``recommended_scope`` (or ``scope``) is another one is
+    refused rather than exported to act elsewhere; pass ``scope="all"`` to export it anyway.
     """
+    wanted = scope if scope is not None else vector.metadata.get("recommended_scope", "all")
+    if wanted != "all":
+        raise UnknownOptionError(
+            f"llama.cpp control vectors act at every position (scope 'all'); this vector is meant for scope "
+            f"{wanted!r}, which llama.cpp cannot express. Pass scope='all' to export it for every position, or "
+            "serve it with steer()/vLLM."
+        )
     if 0 in vector.directions:
         raise ShapeMismatchError(
             "llama.cpp control vectors have no direction for layer 0 (it rejects direction.0; its first "
@@ -116,4 +126,10 @@ def import_gguf(path: str | os.PathLike[str], *, source: str = "gguf") -> Steeri
     meta: dict[str, Any] = json.loads(embedded) if embedded else {}
     hint = _field_str(reader, f"{ARCH}.model_hint")
     meta.update({"imported_from": source, "source_file": path.name, "model_hint": hint})
+    count = reader.get_field(f"{ARCH}.layer_count")
+    if embedded is None and count is not None and count.types[:1] == [gguf.GGUFValueType.INT32]:
+        # llama-cvector-generator (the only writer with an int32 layer count) computes direction.N from
+        # block N-1's output (l_out-(N-1)) and llama.cpp adds it to block N's: read one block early.
+        meta["generator"] = "llama-cvector-generator"
+        meta["note"] = "direction.N was read at block N-1's output by llama-cvector-generator and is applied at block N"
     return imported_vector(directions, meta, str(path))

@@ -1,0 +1,304 @@
+"""A real consumer for our vectors: llama.cpp applies our GGUF control vectors on SmolLM2, checked against
+our own steering of the same weights in transformers, next-token distribution by distribution.
+
+llama.cpp computes in Q4_1, transformers in the dequantized float32 weights of the same GGUF file: the
+unsteered gap between them is the reference. Runs in ``.venv-llama`` (``scripts/llama_env.sh``: the
+portable llama.cpp build, llama-server and llama-cvector-generator); skipped when it does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+import warnings
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+import torch
+
+import steering
+from steering.interop import export_gguf, import_gguf
+from steering.models import smollm2, smollm2_path
+
+ROOT = Path(__file__).resolve().parents[1]
+LLAMA = Path(os.environ.get("STEERING_LLAMA_PYTHON", ROOT / ".venv-llama" / "bin" / "python"))
+pytestmark = pytest.mark.skipif(not LLAMA.exists(), reason="no llama.cpp environment: bash scripts/llama_env.sh")
+LAYERS = [6, 9, 12]
+FRACTION = 0.15  # strength * |v| / typical residual norm: moves the distribution a lot, not into nonsense
+CONVERSATIONS = [
+    (
+        "Why do leaves change color in autumn?",
+        "Leaves change color in autumn because trees stop making chlorophyll, the green pigment that captures "
+        "sunlight. As the days get shorter and colder, the chlorophyll breaks down, and other pigments such as "
+        "carotenoids and anthocyanins show their yellow, orange and red colors.",
+    ),
+    (
+        "How does a bicycle stay upright?",
+        "A moving bicycle stays upright mostly because the rider steers into any lean, bringing the wheels back "
+        "under the center of mass. The geometry of the front fork also helps: the front wheel turns toward the "
+        "lean on its own, which corrects small tilts without the rider noticing.",
+    ),
+    (
+        "What is the water cycle?",
+        "The water cycle is the continuous movement of water on Earth. Water evaporates from oceans and lakes, "
+        "rises as vapor, cools and condenses into clouds, and falls back as rain or snow. It then flows through "
+        "rivers and soil back to the sea, and the cycle starts again.",
+    ),
+]
+QUESTIONS = ["What is the capital of France?", "Why is the sky blue?", "How many legs does a spider have?"]
+
+
+def chat(q: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": q}]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("llama")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, tok = smollm2()
+    pairs = [steering.Pair(chat(q), "In short: " + a.split(",")[0] + ".", a) for q, a in CONVERSATIONS] + [
+        steering.Pair(
+            chat("What is the capital of Italy?"), "Rome.", "The capital of Italy is Rome, a city with a long history."
+        ),
+        steering.Pair(
+            chat("How many legs does a dog have?"), "Four.", "Dogs have four legs, like most mammals that walk on land."
+        ),
+    ]
+    vec = steering.extract(model, tok, pairs, layers=LAYERS, position="mean", progress=False)
+    strength = steering.calibrate.strength_for_norm(vec, FRACTION)
+    sequences = []
+    for q, a in CONVERSATIONS:
+        msgs = [*chat(q), {"role": "assistant", "content": a}]
+        text = tok.apply_chat_template(msgs, tokenize=False)
+        sequences.append(tok(text, add_special_tokens=False)["input_ids"])
+    prompts = [steering.prompts.encode(tok, chat(q)) for q in QUESTIONS]
+    return model, tok, vec, strength, sequences, prompts, tmp
+
+
+def hf_logits(model, sequences) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(torch.tensor([s])).logits[0] for s in sequences]).float()
+
+
+def hf_greedy(model, prompts, n, stop) -> list[list[int]]:
+    out = []
+    for p in prompts:
+        with torch.no_grad():
+            ids = model.generate(torch.tensor([p]), max_new_tokens=n, do_sample=False, pad_token_id=stop)[0, len(p) :]
+        out.append(ids.tolist())
+    return out
+
+
+def run_llama(spec: dict, tmp: Path) -> dict[str, tuple[torch.Tensor, list[list[int]]]]:
+    (tmp / "spec.json").write_text(json.dumps(spec))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [str(LLAMA), str(ROOT / "tests" / "llama_worker.py"), str(tmp / "spec.json"), str(tmp)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {
+        r["name"]: (
+            torch.from_numpy(np.load(tmp / f"{r['name']}.npy", allow_pickle=False)),
+            json.loads((tmp / f"{r['name']}.json").read_text()),
+        )
+        for r in spec["runs"]
+    }
+
+
+def kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
+    """Mean over positions of KL(p || q)."""
+    lp, lq = torch.log_softmax(p_logits, -1), torch.log_softmax(q_logits, -1)
+    return float((lp.exp() * (lp - lq)).sum(-1).mean())
+
+
+def top1(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.argmax(-1) == b.argmax(-1)).float().mean())
+
+
+def shifted_gguf(vec, strength: float, path: Path) -> Path:
+    """An export with an off-by-one layer mapping: direction.L written as L + 1."""
+    w = gguf.GGUFWriter(str(path), "controlvector")
+    w.add_string("controlvector.model_hint", "llama")
+    w.add_uint32("controlvector.layer_count", len(vec.layers))
+    for layer in vec.layers:
+        w.add_tensor(f"direction.{layer + 1}", (strength * vec.directions[layer]).float().numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_llama_cpp_steers_as_our_hooks_do(setup):
+    model, tok, vec, strength, sequences, prompts, tmp = setup
+    assert sum(len(s) for s in sequences) >= 200
+    path = export_gguf(vec, tmp / "vec.gguf", strength=strength)
+    doubled = export_gguf(vec, tmp / "vec2.gguf", strength=2 * strength)
+    low = export_gguf(vec.select([6, 9]), tmp / "low.gguf", strength=strength)
+    shifted = shifted_gguf(vec, strength, tmp / "shifted.gguf")
+    stop = tok.eos_token_id
+    spec = {
+        "model": str(smollm2_path()),
+        "sequences": sequences,
+        "generate": prompts,
+        "new_tokens": 24,
+        "stop": [stop],
+        "runs": [
+            {"name": "unsteered", "vectors": None},
+            {"name": "steered", "vectors": [[str(path), 1.0]]},
+            {"name": "scaled", "vectors": [[str(path), 2.0]]},
+            {"name": "doubled", "vectors": [[str(doubled), 1.0]]},
+            {"name": "range", "vectors": [[str(path), 1.0]], "il_start": 1, "il_end": 9},
+            {"name": "low", "vectors": [[str(low), 1.0]]},
+            {"name": "shifted", "vectors": [[str(shifted), 1.0]]},
+        ],
+    }
+    llama = run_llama(spec, tmp)
+    hf_plain = hf_logits(model, sequences)
+    with steering.steer(model, vec, strength):
+        hf_steered = hf_logits(model, sequences)
+        hf_gen = hf_greedy(model, prompts, 24, stop)
+    plain_gen = hf_greedy(model, prompts, 24, stop)
+    figures = {
+        "positions": int(hf_plain.shape[0]),
+        "gap": kl(hf_plain, llama["unsteered"][0]),
+        "steered": kl(hf_steered, llama["steered"][0]),
+        "effect": kl(hf_plain, hf_steered),
+        "shifted": kl(hf_steered, llama["shifted"][0]),
+        "top1_plain": top1(hf_plain, llama["unsteered"][0]),
+        "top1_steered": top1(hf_steered, llama["steered"][0]),
+        "top1_shifted": top1(hf_steered, llama["shifted"][0]),
+    }
+    print(json.dumps(figures))
+    (ROOT / "docs" / "llama_cpp.json").write_text(json.dumps(figures, indent=2) + "\n") if os.environ.get(
+        "STEERING_WRITE_FIGURES"
+    ) else None
+    assert figures["top1_steered"] >= 0.90, figures
+    assert figures["steered"] <= 1.5 * figures["gap"], figures
+    assert figures["effect"] >= 5 * figures["gap"], figures  # the vector matters
+    # An off-by-one layer mapping fails the same check.
+    assert figures["shifted"] > 1.5 * figures["gap"] or figures["top1_shifted"] < 0.90, figures
+    # --control-vector-scaled semantics: the file's directions times the scale; the layer range.
+    torch.testing.assert_close(llama["scaled"][0], llama["doubled"][0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(llama["range"][0], llama["low"][0], atol=1e-4, rtol=0)
+    # Greedy generations move as ours do.
+    llama_gen, llama_plain = llama["steered"][1], llama["unsteered"][1]
+    assert sum(a != b for a, b in zip(llama_gen, llama_plain)) >= 2
+    agree = [sum(x == y for x, y in zip(a, b)) / max(len(a), 1) for a, b in zip(llama_gen, hf_gen)]
+    assert sum(agree) / len(agree) >= 0.5, (agree, llama_gen, hf_gen, plain_gen)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_llama_server_reads_our_file_like_the_python_api(setup):
+    """llama.cpp's own GGUF loader (in llama-server, --control-vector-scaled) against our buffer."""
+    model, tok, vec, strength, sequences, prompts, tmp = setup
+    bindir = Path((LLAMA.parent.parent / "llama-bin").read_text().strip())
+    path = export_gguf(vec, tmp / "served.gguf")  # unscaled: the scale goes on the command line
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(bindir / "llama-server"),
+            "-m",
+            str(smollm2_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "-c",
+            "1024",
+            "-t",
+            "2",
+            "--control-vector-scaled",
+            f"{path}:{strength}",
+            "--no-webui",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError(server.stderr.read()[-2000:] if server.poll() is not None else "no health")
+        served = []
+        cut = [len(sequences[0]) // 3, len(sequences[0]) // 2, len(sequences[0]) - 5]
+        for n in cut:
+            body = {"prompt": sequences[0][:n], "n_predict": 1, "n_probs": 10, "temperature": -1, "cache_prompt": False}
+            req = urllib.request.Request(
+                f"{url}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(req, timeout=60) as r:
+                top = json.loads(r.read())["completion_probabilities"][0]["top_logprobs"]
+            served.append({t["id"]: t["logprob"] for t in top})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    spec = {
+        "model": str(smollm2_path()),
+        "sequences": [sequences[0][:n] for n in cut],
+        "runs": [{"name": "api", "vectors": [[str(path), strength]]}],
+    }
+    api = run_llama(spec, tmp)["api"][0]
+    ends = np.cumsum(cut) - 1
+    for k, row in enumerate(served):
+        logp = torch.log_softmax(api[ends[k]], -1)
+        for token, value in row.items():
+            assert abs(float(logp[token]) - value) < 2e-3, (k, token, float(logp[token]), value)
+
+
+def test_a_llama_cvector_generator_file_round_trips(setup):
+    """llama.cpp's own trainer writes direction.N from block N-1's output; we read it and write it back."""
+    model, tok, vec, strength, sequences, prompts, tmp = setup
+    bindir = Path((LLAMA.parent.parent / "llama-bin").read_text().strip())
+    (tmp / "pos.txt").write_text("I feel very happy today\nWhat a wonderful sunny day\n")
+    (tmp / "neg.txt").write_text("I feel very sad today\nWhat a terrible rainy day\n")
+    out = subprocess.run(
+        [
+            str(bindir / "llama-cvector-generator"),
+            "-m",
+            str(smollm2_path()),
+            "--positive-file",
+            str(tmp / "pos.txt"),
+            "--negative-file",
+            str(tmp / "neg.txt"),
+            "--method",
+            "mean",
+            "-o",
+            str(tmp / "theirs.gguf"),
+            "-t",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    theirs = import_gguf(tmp / "theirs.gguf")
+    assert theirs.layers == list(range(1, 30)) and theirs.metadata["generator"] == "llama-cvector-generator"
+    back = import_gguf(export_gguf(theirs, tmp / "back.gguf"))
+    for layer in theirs.layers:
+        assert torch.equal(back.directions[layer], theirs.directions[layer])
