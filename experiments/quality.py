@@ -21,12 +21,11 @@ from typing import Any
 import torch
 
 from steering import Registry, steer
-from steering.evaluate import add_mistake, early_answering, filler, information_gain, substitution
-from steering.evaluate import generate
 from steering.demo import MODEL_ID
 from steering.demo.evaluate import measure, wilson
 from steering.demo.main import load
 from steering.demo.task import Problem, classify, parse_answer, problems
+from steering.evaluate import add_mistake, early_answering, filler, generate, information_gain, substitution
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"  # the checkout's registry (this script runs from one)
 

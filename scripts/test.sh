@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# The test command: lint, types, the docs build, unit tests, doctests, the docs' code, the notebooks.
+# The test command: lint, types, unit tests, doctests, the docs' code, the notebooks, the docs build.
+# Environments: .venv (the project), .venv-peers (repeng, steering-vectors), .venv-llama (llama.cpp,
+# built from source once and cached: ~10 min the first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/env.sh
 bash scripts/peers_env.sh  # repeng / steering-vectors, for tests/test_peers.py
-.venv/bin/ruff check steering tests
-.venv/bin/ruff format --check steering tests
+bash scripts/llama_env.sh  # llama.cpp, for tests/test_llama_cpp.py
+.venv/bin/ruff check steering tests experiments benchmarks
+.venv/bin/ruff format --check steering tests experiments benchmarks
 .venv/bin/mypy
-NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 .venv/bin/pytest "$@"
-# Notebooks run top to bottom (a few minutes); SKIP_NOTEBOOKS=1 skips them for a quick local run.
+# Notebooks run top to bottom (a few minutes) into docs/notebooks/, which the docs site renders;
+# SKIP_NOTEBOOKS=1 only copies them, for a quick local run.
 if [ -z "${SKIP_NOTEBOOKS:-}" ] && [ $# -eq 0 ]; then
-  .venv/bin/pytest --nbmake --nbmake-timeout=1200 notebooks -p no:cacheprovider -o addopts=""
+  bash scripts/notebooks.sh
+else
+  bash scripts/notebooks.sh --copy
 fi
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)"

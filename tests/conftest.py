@@ -13,6 +13,9 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from steering.hooks import count_hooks
 
+# Scripts run in other environments (llama-cpp-python lives in .venv-llama), not test modules.
+collect_ignore = ["llama_worker.py", "vllm_worker.py"]
+
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<think>", "</think>"]
 CORPUS = [
     "Question: what is 12 + 7? Let me think step by step. First, 12 + 7 = 19. So the answer is 19.",

@@ -153,8 +153,10 @@ def test_a_latin1_pairs_file_and_a_missing_model_folder_are_one_line_errors(save
     assert main([*argv, "--out", str(tmp / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no-model" in err, err
-    with pytest.raises(OSError):
-        main([*argv, "--out", str(tmp / "x.safetensors"), "--debug"])  # the traceback, on request
+    from steering.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="No model at"):
+        main([*argv, "--out", str(tmp / "x.safetensors"), "--debug"])  # the exception itself, on request
 
 
 def test_list_honours_steering_registry(saved, capsys, monkeypatch):

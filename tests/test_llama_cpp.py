@@ -23,6 +23,7 @@ import pytest
 import torch
 
 import steering
+from steering.calibrate import strength_for_norm
 from steering.interop import export_gguf, import_gguf
 from steering.models import smollm2, smollm2_path
 
@@ -73,7 +74,7 @@ def setup(tmp_path_factory):
         ),
     ]
     vec = steering.extract(model, tok, pairs, layers=LAYERS, position="mean", progress=False)
-    strength = steering.calibrate.strength_for_norm(vec, FRACTION)
+    strength = strength_for_norm(vec, FRACTION)
     sequences = []
     for q, a in CONVERSATIONS:
         msgs = [*chat(q), {"role": "assistant", "content": a}]

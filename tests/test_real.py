@@ -16,7 +16,7 @@ import torch
 
 import steering
 from steering import Span, SteeringVector, Tokens, Window
-from steering.calibrate import calibrate, resid_norms
+from steering.calibrate import calibrate, resid_norms, strength_for_norm
 from steering.hooks import count_hooks
 from steering.models import SMOLLM2_ID, smollm2, smollm2_path
 from steering.prompts import encode
@@ -112,7 +112,7 @@ def test_strength_zero_is_bit_exact_and_blocks_nest(smol, vec):
         base = model(**enc).logits
         with steering.steer(model, vec, 0.0):
             assert torch.equal(model(**enc).logits, base)
-        s = steering.calibrate.strength_for_norm(vec, 0.5)
+        s = strength_for_norm(vec, 0.5)
         with steering.steer(model, vec.select([9]), s), steering.steer(model, vec.select([15]), s):
             nested = model(**enc).logits
         with steering.steer(model, vec, s):
@@ -138,7 +138,7 @@ def test_strength_zero_is_bit_exact_and_blocks_nest(smol, vec):
 def test_every_scope_is_the_same_with_and_without_the_kv_cache(smol, vec, scope):
     model, tok = smol
     prompts = [chat(q) for q in QUESTIONS]  # two lengths: left padding
-    strong = vec.select([9]) * (2.0 * steering.calibrate.strength_for_norm(vec.select([9]), 1.0))
+    strong = vec.select([9]) * (2.0 * strength_for_norm(vec.select([9]), 1.0))
     before = count_hooks(model)
     with steering.steer(model, strong, 1.0, scope=scope, tokenizer=tok):
         cached = greedy(model, tok, prompts)

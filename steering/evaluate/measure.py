@@ -14,8 +14,8 @@ loop ("The The The ...", or one sentence over and over). :func:`measure` reports
 Examples:
     >>> degeneration([5, 6, 7, 8, 9, 10])
     0.0
-    >>> round(degeneration([1, 2, 3, 4] * 5), 2)
-    0.8
+    >>> round(degeneration([1, 2, 3, 4] * 5), 2)  # after the first cycle, every 4-gram is a repeat
+    0.76
 """
 
 from __future__ import annotations
