@@ -233,6 +233,21 @@ def _plan(
     return handle, hooks
 
 
+def every_position_hooks(
+    model: Any, vector: SteeringVector, strength: float, *, layer_path: str | None = None
+) -> list[Hook]:
+    """The write hooks of ``scope="all"`` (no position tracking), for runtimes that call the decoder layers
+    themselves with flattened, continuously batched inputs (vLLM): every position of every sequence is
+    steered, so nothing about positions needs to be known."""
+    s, _, _ = _resolve(vector, strength, "all")
+    backend: Backend = backend_for(model)
+    info = backend.info(model, layer_path)
+    check_compatible(vector, info, backend.basis(model), None, strict=False)
+    tracker = Tracker(as_scope("all"), backend)  # never started: its mask is "every position"
+    modules = backend.layers(model, layer_path)
+    return [Hook(modules[la], _writer(vector, la, _add, s, tracker, None), prepend=True) for la in vector.layers]
+
+
 @contextmanager
 def steer(
     model: Any,

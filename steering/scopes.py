@@ -257,7 +257,7 @@ def scope_to_json(scope: Any) -> Any:
     if isinstance(scope, Tokens):
         return {"tokens": [_marker_json(m) for m in scope.markers]}
     if isinstance(scope, Span):
-        ends = [
+        ends: list[tuple[Any, ...]] = [
             s if isinstance(s, tuple) and not all(isinstance(i, int) for i in s) else (s,)
             for s in (scope.start, scope.stop)
         ]

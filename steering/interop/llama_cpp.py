@@ -85,6 +85,9 @@ def apply_control_vector(
         raise ShapeMismatchError(
             f"The vector has width {n_embd}; this llama.cpp model has n_embd {llama_cpp.llama_model_n_embd(llm.model)}."
         )
+    # llama.cpp only overwrites the layers the buffer reaches: pad to every layer, or a previous vector's
+    # higher layers would stay in force.
+    data = np.concatenate([data, np.zeros(max(0, (n_layer - 1) * n_embd - data.size), dtype=np.float32)])
     start = 1 if il_start is None or il_start <= 0 else il_start
     end = n_layer if il_end is None or il_end <= 0 else il_end
     ptr = data.ctypes.data_as(llama_cpp.ctypes.POINTER(llama_cpp.ctypes.c_float))

@@ -1,0 +1,85 @@
+"""Steered serving inside stock vLLM, through its public extension point: a worker extension.
+
+vLLM's V1 engine runs the model in worker processes; ``LLM(..., worker_extension_cls=EXTENSION)``
+mixes :class:`SteeringExtension` into each worker, and ``llm.collective_rpc("steering_attach", ...)``
+calls it in every worker (every tensor-parallel rank). The extension registers the same write hooks
+``steer`` uses (``steering.apply.every_position_hooks``, through :mod:`steering.hooks`) on vLLM's
+decoder layers.
+
+Where the vector lands: a vLLM decoder layer returns ``(hidden_states, residual)`` and the residual
+stream after block ``L`` is their sum (the next layer's fused add-norm adds them). Adding the vector
+to ``hidden_states`` therefore adds it to the stream after block ``L``: our layer ``L``, exactly where
+``steer`` adds it in transformers (tested token for token against HF).
+
+Scopes: only ``"all"``. vLLM batches requests continuously and flattens their tokens, so "the prompt"
+or "the last prompt token" of one request is not visible to a layer hook; steering every position of
+every request is correct under any batching, and what llama.cpp does too. Everything else is refused.
+One vector at a time for the whole engine (not per request).
+
+    from vllm import LLM
+    llm = LLM(model=folder, dtype="float32", enforce_eager=True, worker_extension_cls=EXTENSION)
+    llm.collective_rpc("steering_attach", args=("concise.safetensors", "2.2"))
+    llm.generate(prompts)
+    llm.collective_rpc("steering_detach")
+
+A server: ``VLLM_SERVER_DEV_MODE=1 vllm serve FOLDER --worker-extension-cls EXTENSION``, then
+``POST /collective_rpc {"method": "steering_attach", "args": ["concise.safetensors", "2.2"]}``
+(dev mode exposes that endpoint; its arguments are strings, which is why these methods take strings).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UnknownOptionError
+
+EXTENSION = "steering.interop.vllm.SteeringExtension"
+
+
+def _load(spec: str) -> Any:
+    """A vector from a ``.safetensors`` file, or ``registry:NAME[@SOURCE]`` (a registry folder or URL)."""
+    from ..registry import pull
+    from ..vector import SteeringVector
+
+    if spec.startswith("registry:"):
+        name, _, source = spec.removeprefix("registry:").partition("@")
+        return pull(name, source=source or None, progress=False)
+    return SteeringVector.load(spec)
+
+
+class SteeringExtension:
+    """Mixed into vLLM's worker class; its methods run in every worker process."""
+
+    _steering: Any = None  # the hooks.Attachment in force, if any
+
+    def _steering_model(self) -> Any:
+        runner: Any = getattr(self, "model_runner", None)
+        model = runner.get_model() if hasattr(runner, "get_model") else getattr(runner, "model", None)
+        if model is None:
+            raise RuntimeError("steering: this vLLM worker exposes no model (model_runner.get_model()).")
+        return model
+
+    def steering_attach(self, vector: str, strength: str = "", scope: str = "all") -> str:
+        """Steer every position of every request with ``vector`` (a file or ``registry:NAME@SOURCE``) until
+        :meth:`steering_detach`. ``strength`` defaults to the vector's recommended strength."""
+        from ..apply import every_position_hooks
+        from ..hooks import Attachment
+
+        if scope != "all":
+            raise UnknownOptionError(
+                f"vLLM steering supports scope 'all' only (continuous batching hides each request's prompt "
+                f"boundary from the layers); got {scope!r}."
+            )
+        vec = _load(vector)
+        s = float(strength) if strength else vec.metadata.get("recommended_strength", 1.0)
+        self.steering_detach()
+        hooks = every_position_hooks(self._steering_model(), vec, s)
+        self._steering = Attachment(hooks)  # in every thread of the worker: it serves every request
+        return f"steering layers {vec.layers} at strength {s:g}"
+
+    def steering_detach(self) -> str:
+        """Remove the vector (a no-op when none is attached)."""
+        if self._steering is not None:
+            self._steering.remove()
+            self._steering = None
+        return "steering off"
