@@ -10,6 +10,9 @@ from typing import Any
 from ..evaluate.generation import generate
 from .task import Problem, classify, parse_answer, well_formed
 
+# How reasoning models are run (DeepSeek-R1's recommended temperature 0.6, top-p 0.95); 0.7 here.
+SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 0.7, "top_p": 0.95, "top_k": 0}
+
 
 @dataclass(frozen=True)
 class Report:
@@ -49,7 +52,7 @@ def measure(
     batch_size: int = 100,
 ) -> tuple[Report, list[str]]:
     """Generate for every problem (inside any active ``steer`` block) and score the completions."""
-    kwargs: dict[str, Any] = {"do_sample": True, "temperature": 1.0, "top_k": 0, "seed": seed} if sample else {}
+    kwargs: dict[str, Any] = {**SAMPLING, "seed": seed} if sample else {}
     gens, seconds = generate(
         model, tokenizer, [p.prompt for p in problems], max_new_tokens=max_new_tokens, batch_size=batch_size, **kwargs
     )
@@ -67,3 +70,7 @@ def measure(
         direct_share=modes["direct"] / n,
         modes={k: v / n for k, v in sorted(modes.items())},
     ), texts
+
+
+def correct(problems: list[Problem], texts: list[str]) -> list[bool]:
+    return [parse_answer(t) == p.answer for t, p in zip(texts, problems)]
