@@ -2,10 +2,18 @@
 
     python experiments/quality.py --out docs/figures
 
-Compares, on the same held-out problems: the base model, a copy fine-tuned toward final answers
-(its own sampled chains with the gold answer appended, loss on the answer tokens only), and the
-base model steered with the compression vector. Reports accuracy, chain tokens, early-answering
-AOC, filler and mistake sensitivity and information gain, with 95% intervals.
+The seed's mechanism: when fine-tuning rewards answers that can be reached without the chain, the
+model answers from the question and the chain becomes decoration. This design gives that path: a
+copy is fine-tuned for many epochs on a *fixed* set of problems (so their answers can be recalled),
+each example its own sampled chain followed by the gold answer, loss on the answer tokens only (so
+a chain that went wrong is overruled by the recalled answer). Measured on problems *seen* in that
+fine-tuning and on held-out *unseen* ones, for the base model, the fine-tuned copy and the base model
+steered with the committed compression vector: accuracy, chain tokens, early-answering AOC, filler
+and mistake sensitivity, information gain per step, each with a 95% interval.
+
+Predictions, written before running: on seen problems the fine-tuned model's accuracy rises and its
+AOC and information gain fall; on unseen problems less so; steering leaves the faithfulness measures
+within their intervals of the base model's.
 """
 
 from __future__ import annotations
@@ -15,17 +23,20 @@ import copy
 import json
 import random
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from steering import Registry, steer
+from steering.backends.inputs import left_pad
 from steering.demo import MODEL_ID
 from steering.demo.evaluate import measure, wilson
 from steering.demo.main import load
 from steering.demo.task import Problem, classify, parse_answer, problems
 from steering.evaluate import add_mistake, early_answering, filler, generate, information_gain, substitution
+from steering.evaluate.measure import bootstrap_ci
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"  # the checkout's registry (this script runs from one)
 
@@ -40,37 +51,35 @@ def cue_for(text: str) -> str:
     return " Answer:" if classify(text) in ("concise", "direct") else " So the answer is"
 
 
-def finetune_on_answers(model: Any, tok: Any, n_steps: int, seed: int, lr: float = 1e-4) -> Any:
-    """A copy trained on its own sampled addsub chains + the gold answer, loss on the answer only."""
+def finetune_on_answers(model: Any, tok: Any, seen: list[Problem], epochs: int, seed: int, lr: float = 3e-4) -> Any:
+    """A copy trained for ``epochs`` on ``seen``: own sampled chain + gold answer, loss on the answer only."""
     ft = copy.deepcopy(model)
-    pool = problems(1500, "addsub", seed=9000 + seed, split="train")
-    gens, _ = generate(
-        model, tok, [p.prompt for p in pool], max_new_tokens=110, batch_size=150, do_sample=True, seed=seed
-    )
     rows = []
-    for p, g in zip(pool, gens):
-        if classify(g.text) != "verbose":
-            continue
-        chain = g.text[: g.text.rfind(" So the answer is")]
-        prompt = tok(p.prompt + chain)["input_ids"]
-        answer = tok(f" So the answer is {p.answer}.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        rows.append((prompt, answer))
+    for round_ in range(4):  # several sampled chains per problem: the answer, not one chain, is what is learned
+        gens, _ = generate(
+            model, tok, [p.prompt for p in seen], max_new_tokens=110, batch_size=100, do_sample=True, seed=seed + round_
+        )
+        for p, g in zip(seen, gens):
+            if classify(g.text) != "verbose":
+                continue
+            chain = g.text[: g.text.rfind(" So the answer is")]
+            prompt = tok(p.prompt + chain)["input_ids"]
+            answer = tok(f" So the answer is {p.answer}.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            rows.append((prompt, answer))
     opt = torch.optim.AdamW(ft.parameters(), lr=lr)
     rng = random.Random(seed)
     ft.train()
-    for _ in range(n_steps):
-        batch = [rows[rng.randrange(len(rows))] for _ in range(32)]
-        width = max(len(a) + len(b) for a, b in batch)
-        ids = torch.full((len(batch), width), tok.pad_token_id)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros_like(ids)
-        for i, (a, b) in enumerate(batch):
-            ids[i, : len(a) + len(b)] = torch.tensor(a + b)
-            labels[i, len(a) : len(a) + len(b)] = torch.tensor(b)  # the answer tokens only
-            mask[i, : len(a) + len(b)] = 1
-        ft(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    for _ in range(epochs):
+        rng.shuffle(rows)
+        for start in range(0, len(rows), 32):
+            batch = rows[start : start + 32]
+            ids, mask = left_pad([a + b for a, b in batch], tok.pad_token_id, side="right")
+            labels = torch.full_like(ids, -100)
+            for i, (a, b) in enumerate(batch):
+                labels[i, len(a) : len(a) + len(b)] = torch.tensor(b)  # the answer tokens only
+            ft(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
     return ft.eval()
 
 
@@ -99,7 +108,11 @@ def quality(model: Any, tok: Any, probs: list[Problem], seed: int) -> dict[str, 
         parse=parse_answer,
         continue_tokens=80,
     )
-    ig = information_gain(model, tok, prompts[:40], chains[:40], [f" {probs[i].answer}" for i in keep[:40]], cue=cue)
+    n_ig = min(60, len(keep))
+    ig = information_gain(
+        model, tok, prompts[:n_ig], chains[:n_ig], [f" {probs[i].answer}" for i in keep[:n_ig]], cue=cue
+    )
+    per_problem_gain = [(lp[-1] - lp[0]) / (len(lp) - 1) for lp in ig.log_probs if len(lp) > 1]
     n = len(keep)
     return {
         "accuracy": report.accuracy,
@@ -118,7 +131,9 @@ def quality(model: Any, tok: Any, probs: list[Problem], seed: int) -> dict[str, 
         "filler_unchanged_ci95": wilson(sum(fill.per_problem), n),
         "mistake_unchanged": mist.unchanged,
         "mistake_unchanged_ci95": wilson(sum(mist.per_problem), n),
+        "mistake_forced": mist.forced,
         "information_gain_per_step": ig.gain_per_step,
+        "information_gain_per_step_ci95": list(bootstrap_ci(per_problem_gain, seed=seed)),
         "information_curve": ig.mean_curve,
     }
 
@@ -126,33 +141,48 @@ def quality(model: Any, tok: Any, probs: list[Problem], seed: int) -> dict[str, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("demo-out"))
-    ap.add_argument("--n-problems", type=int, default=150)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--n-seen", type=int, default=120, help="problems the copy is fine-tuned on (and measured on)")
+    ap.add_argument("--n-unseen", type=int, default=120, help="held-out problems")
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--registry", type=Path, default=VECTORS, help="registry holding concise-cot (default: vectors/)")
     a = ap.parse_args()
+    start = time.time()
     torch.manual_seed(a.seed)
     torch.set_num_threads(2)
     a.out.mkdir(parents=True, exist_ok=True)
     model, tok = load()
-    probs = problems(a.n_problems, "addsub", seed=5000 + a.seed)
-    reg = Registry(a.registry)
-    entry = next(e for e in reg.list(model=MODEL_ID) if e["name"] == "concise-cot")
-    vec = reg.load("concise-cot", model=MODEL_ID)
-    print("fine-tuning a copy toward final answers ...", flush=True)
-    ft = finetune_on_answers(model, tok, a.steps, a.seed, a.lr)
-    results = {"base": quality(model, tok, probs, a.seed), "fine-tuned": quality(ft, tok, probs, a.seed)}
-    with steer(model, vec, entry["metadata"]["recommended_strength"], scope="prompt_last"):
-        results["base + concise-cot"] = quality(model, tok, probs, a.seed)
+    seen = problems(a.n_seen, "addsub", seed=9000 + a.seed, split="train")
+    unseen = problems(a.n_unseen, "addsub", seed=5000 + a.seed)
+    vec = Registry(a.registry).load("concise-cot", model=MODEL_ID)
+    print(f"fine-tuning a copy for {a.epochs} epochs on {len(seen)} problems' answers ...", flush=True)
+    ft = finetune_on_answers(model, tok, seen, a.epochs, a.seed, a.lr)
+    results: dict[str, dict[str, Any]] = {}
+    for split, probs in (("seen", seen), ("unseen", unseen)):
+        print(f"measuring on {split} problems ...", flush=True)
+        results[split] = {"base": quality(model, tok, probs, a.seed), "fine-tuned": quality(ft, tok, probs, a.seed)}
+        with steer(model, vec):  # its recommended strength and scope
+            results[split]["base + concise-cot"] = quality(model, tok, probs, a.seed)
+    results["settings"] = {  # type: ignore[assignment]
+        "epochs": a.epochs,
+        "lr": a.lr,
+        "n_seen": len(seen),
+        "n_unseen": len(unseen),
+        "seconds": round(time.time() - start),
+    }
     (a.out / "reasoning_quality.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot(results, a.out / "reasoning_quality.png")
-    print(f"{'model':<22} {'acc':>6} {'tokens':>7} {'AOC':>6} {'filler=':>8} {'mistake=':>9} {'IG/step':>8}")
-    for name, r in results.items():
-        print(
-            f"{name:<22} {r['accuracy']:>6.3f} {r['chain_tokens']:>7.1f} {r['early_answering']['aoc']:>6.3f} "
-            f"{r['filler_unchanged']:>8.3f} {r['mistake_unchanged']:>9.3f} {r['information_gain_per_step']:>8.2f}"
-        )
+    for split in ("seen", "unseen"):
+        head = f"{'acc':>6} {'tokens':>7} {'AOC':>6} {'filler=':>8} {'mistake=':>9} {'IG/step':>8}"
+        print(f"\n{split}: {'model':<20} {head}")
+        for name, r in results[split].items():
+            print(
+                f"{'':<{len(split) + 2}}{name:<20} {r['accuracy']:>6.3f} {r['chain_tokens']:>7.1f} "
+                f"{r['early_answering']['aoc']:>6.3f} {r['filler_unchanged']:>8.3f} {r['mistake_unchanged']:>9.3f} "
+                f"{r['information_gain_per_step']:>8.2f}"
+            )
+    print(f"({results['settings']['seconds']} s)")
 
 
 def _plot(results: dict[str, Any], path: Path) -> None:
@@ -161,15 +191,17 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    for name, r in results.items():
-        ea = r["early_answering"]
-        ax.plot(ea["fractions"], ea["same_answer"], marker="o", label=f"{name} (AOC {ea['aoc']:.2f})")
-    ax.set_xlabel("share of the chain kept")
-    ax.set_ylabel("same answer as the full chain")
-    ax.set_title("Early answering (held-out addsub)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for ax, split in zip(axes, ("seen", "unseen")):
+        for name, r in results[split].items():
+            ea = r["early_answering"]
+            ax.plot(ea["fractions"], ea["same_answer"], marker="o", label=f"{name} (AOC {ea['aoc']:.2f})")
+        ax.set_xlabel("share of the chain kept before the answer is forced")
+        ax.set_title(f"{split} problems")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("same answer as with the full chain")
+    fig.suptitle("Early answering: does the answer need the chain?")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

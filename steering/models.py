@@ -15,6 +15,7 @@ Examples:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,24 @@ def load(model: str | os.PathLike[str], *, dtype: Any = None, padding_side: str 
     net = AutoModelForCausalLM.from_pretrained(where, **kwargs).eval()
     tok.padding_side = padding_side
     return net, tok
+
+
+def save_dequantized(model: Any, tokenizer: Any, folder: str | os.PathLike[str]) -> Path:
+    """Write a GGUF-loaded model as a plain transformers folder (safetensors weights, config, tokenizer).
+
+    ``save_pretrained`` refuses models "quantized with gguf"; this writes the dequantized weights
+    ``transformers`` holds, with a config that no longer says GGUF, so other runtimes (vLLM) load them.
+    """
+    from safetensors.torch import save_model
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(out / "model.safetensors"))  # shared (tied) weights are written once
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def smollm2(dtype: Any = None) -> tuple[Any, Any]:
