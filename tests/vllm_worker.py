@@ -28,6 +28,7 @@ def main() -> None:
         max_model_len=512,
         worker_extension_cls=EXTENSION,
         seed=0,
+        gpu_memory_utilization=0.3,  # on the CPU backend: the share of RAM reserved (KV cache and weights)
     )
     params = SamplingParams(temperature=0.0, max_tokens=spec["new_tokens"], ignore_eos=False)
     prompts = [TokensPrompt(prompt_token_ids=p) for p in spec["prompts"]]
