@@ -3,17 +3,19 @@
     python experiments/quality.py --out docs/figures
 
 The seed's mechanism: when fine-tuning rewards answers that can be reached without the chain, the
-model answers from the question and the chain becomes decoration. This design gives that path: a
-copy is fine-tuned for many epochs on a *fixed* set of problems (so their answers can be recalled),
-each example its own sampled chain followed by the gold answer, loss on the answer tokens only (so
-a chain that went wrong is overruled by the recalled answer). Measured on problems *seen* in that
-fine-tuning and on held-out *unseen* ones, for the base model, the fine-tuned copy and the base model
-steered with the committed compression vector: accuracy, chain tokens, early-answering AOC, filler
-and mistake sensitivity, information gain per step, each with a 95% interval.
+model answers from the question and the chain becomes decoration. This design gives that path with
+a surface feature: the fine-tuning problems all have the form ``a+b-b`` (the answer is the first
+operand, readable off the question), each example the model's own sampled chain followed by the gold
+answer, loss on the answer tokens only. Measured on the problems *seen* in fine-tuning, on held-out
+problems of the same form (*shortcut*), and on ordinary held-out problems (*unseen*), for the base
+model, the fine-tuned copy and the base model steered with the committed compression vector:
+accuracy, chain tokens, early-answering AOC, filler and mistake sensitivity, information gain per
+step, each with a 95% interval.
 
-Predictions, written before running: on seen problems the fine-tuned model's accuracy rises and its
-AOC and information gain fall; on unseen problems less so; steering leaves the faithfulness measures
-within their intervals of the base model's.
+Predictions, written before running: on seen (and shortcut) problems the fine-tuned model's accuracy
+rises and its AOC and information gain fall, and a mistake in the chain no longer changes its answer;
+on unseen problems the shortcut misleads it; steering leaves the faithfulness measures within their
+intervals of the base model's.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from steering.backends.inputs import left_pad
 from steering.demo import MODEL_ID
 from steering.demo.evaluate import measure, wilson
 from steering.demo.main import load
-from steering.demo.task import Problem, classify, parse_answer, problems
+from steering.demo.task import Problem, classify, held_out, parse_answer, problems
 from steering.evaluate import add_mistake, early_answering, filler, generate, information_gain, substitution
 from steering.evaluate.measure import bootstrap_ci
 
@@ -51,7 +53,19 @@ def cue_for(text: str) -> str:
     return " Answer:" if classify(text) in ("concise", "direct") else " So the answer is"
 
 
-def finetune_on_answers(model: Any, tok: Any, seen: list[Problem], epochs: int, seed: int, lr: float = 3e-4) -> Any:
+def shortcut_problems(n: int, split: str, seed: int) -> list[Problem]:
+    """``n`` distinct ``a+b-b`` problems (the answer is ``a``) from the training or held-out split."""
+    rng, out, seen = random.Random(seed), list[Problem](), set[Problem]()
+    while len(out) < n:
+        b = rng.randint(10, 59)
+        p = Problem("addsub", rng.randint(10, 59), b, b)
+        if p not in seen and held_out(p) == (split == "test"):
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def finetune_on_answers(model: Any, tok: Any, seen: list[Problem], epochs: int, seed: int, lr: float = 1e-4) -> Any:
     """A copy trained for ``epochs`` on ``seen``: own sampled chain + gold answer, loss on the answer only."""
     ft = copy.deepcopy(model)
     rows = []
@@ -141,11 +155,11 @@ def quality(model: Any, tok: Any, probs: list[Problem], seed: int) -> dict[str, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("demo-out"))
-    ap.add_argument("--n-seen", type=int, default=120, help="problems the copy is fine-tuned on (and measured on)")
-    ap.add_argument("--n-unseen", type=int, default=120, help="held-out problems")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--n-seen", type=int, default=200, help="a+b-b problems the copy is fine-tuned on")
+    ap.add_argument("--n-eval", type=int, default=100, help="problems measured per set")
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--registry", type=Path, default=VECTORS, help="registry holding concise-cot (default: vectors/)")
     a = ap.parse_args()
     start = time.time()
@@ -153,13 +167,17 @@ def main() -> None:
     torch.set_num_threads(2)
     a.out.mkdir(parents=True, exist_ok=True)
     model, tok = load()
-    seen = problems(a.n_seen, "addsub", seed=9000 + a.seed, split="train")
-    unseen = problems(a.n_unseen, "addsub", seed=5000 + a.seed)
+    seen = shortcut_problems(a.n_seen, "train", seed=9000 + a.seed)
+    sets = {
+        "seen": seen[: a.n_eval],
+        "shortcut": shortcut_problems(a.n_eval, "test", seed=9100 + a.seed),
+        "unseen": problems(a.n_eval, "addsub", seed=5000 + a.seed),
+    }
     vec = Registry(a.registry).load("concise-cot", model=MODEL_ID)
-    print(f"fine-tuning a copy for {a.epochs} epochs on {len(seen)} problems' answers ...", flush=True)
+    print(f"fine-tuning a copy for {a.epochs} epochs on the answers of {len(seen)} a+b-b problems ...", flush=True)
     ft = finetune_on_answers(model, tok, seen, a.epochs, a.seed, a.lr)
     results: dict[str, dict[str, Any]] = {}
-    for split, probs in (("seen", seen), ("unseen", unseen)):
+    for split, probs in sets.items():
         print(f"measuring on {split} problems ...", flush=True)
         results[split] = {"base": quality(model, tok, probs, a.seed), "fine-tuned": quality(ft, tok, probs, a.seed)}
         with steer(model, vec):  # its recommended strength and scope
@@ -167,13 +185,13 @@ def main() -> None:
     results["settings"] = {  # type: ignore[assignment]
         "epochs": a.epochs,
         "lr": a.lr,
-        "n_seen": len(seen),
-        "n_unseen": len(unseen),
+        "n_finetuned": len(seen),
+        "n_eval": a.n_eval,
         "seconds": round(time.time() - start),
     }
     (a.out / "reasoning_quality.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot(results, a.out / "reasoning_quality.png")
-    for split in ("seen", "unseen"):
+    for split in sets:
         head = f"{'acc':>6} {'tokens':>7} {'AOC':>6} {'filler=':>8} {'mistake=':>9} {'IG/step':>8}"
         print(f"\n{split}: {'model':<20} {head}")
         for name, r in results[split].items():
@@ -191,8 +209,8 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
-    for ax, split in zip(axes, ("seen", "unseen")):
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
+    for ax, split in zip(axes, ("seen", "shortcut", "unseen")):
         for name, r in results[split].items():
             ea = r["early_answering"]
             ax.plot(ea["fractions"], ea["same_answer"], marker="o", label=f"{name} (AOC {ea['aoc']:.2f})")

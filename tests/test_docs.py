@@ -82,4 +82,6 @@ def test_no_run_blocks_are_rare_and_explained():
     skipped = [(p.name, why) for p in PAGES for _, why in blocks(p) if why is not None]
     ran = sum(why is None for p in PAGES for _, why in blocks(p))
     assert all(why.strip() for _, why in skipped)
-    assert len(skipped) <= 4 and ran >= 15, (skipped, ran)
+    # Skipped: a hub download, a network registry, and code that runs in the other environments (vLLM, the
+    # vllm-steer fork, llama-cpp-python), where tests/test_vllm.py and tests/test_llama_cpp.py run it.
+    assert len(skipped) <= 6 and ran >= 15, (skipped, ran)
