@@ -13,7 +13,7 @@ from einops import reduce
 from jaxtyping import Float
 from torch import Tensor
 
-from .errors import DegenerateVectorError, UnknownOptionError
+from .errors import DegenerateVectorError, UnknownOptionError, require
 from .vector import unit
 
 Aggregator = Callable[[Float[Tensor, "n d"], Float[Tensor, "n d"]], Float[Tensor, " d"]]
@@ -63,7 +63,7 @@ def probe(C: float = 1.0, max_iter: int = 1000) -> Aggregator:
     """
 
     def aggregate(pos: Tensor, neg: Tensor) -> Tensor:
-        from sklearn.linear_model import LogisticRegression
+        LogisticRegression = require("sklearn.linear_model", "probe", 'method="probe"').LogisticRegression  # type: ignore[attr-defined]
 
         x = torch.cat([pos, neg]).double().numpy()
         y = [1] * len(pos) + [0] * len(neg)

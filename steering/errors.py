@@ -65,3 +65,24 @@ class OfflineError(SteeringError, ConnectionError):
 
 class CalibrationError(SteeringError, ValueError):
     """No strength meets the calibration target (e.g. the KL budget is out of the vector's reach)."""
+
+
+class MissingDependencyError(SteeringError, ImportError):
+    """An optional dependency a feature needs is not installed (the message names the extra)."""
+
+
+def require(module: str, extra: str, feature: str) -> object:
+    """Import ``module`` for ``feature``, or say which extra to install.
+
+    Examples:
+        >>> require("json", "none", "a doctest").__name__
+        'json'
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(
+            f"{feature} needs the {module.split('.')[0]!r} package: pip install 'steering[{extra}]'."
+        ) from None

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, require
 
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the id vectors made on it are registered under
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -51,6 +51,8 @@ def load(model: str | os.PathLike[str], *, dtype: Any = None, padding_side: str 
     where, extra = (gguf[0], {"gguf_file": gguf[1]}) if gguf else (str(model), {})
     if gguf and not Path(model).is_file():
         raise InvalidArgumentError(f"No GGUF file at {str(model)!r}.")
+    if gguf:
+        require("gguf", "gguf", "Loading a .gguf model file")
     text = str(model)
     looks_local = Path(text).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
     if looks_local and not Path(text).expanduser().exists():

@@ -151,3 +151,22 @@ def test_every_backend_module_implements_the_protocol():
     for module in (hf, lens, nnsight):
         missing = [n for n in wanted if not hasattr(module, n)]
         assert not missing, (module.__name__, missing)
+
+
+def test_an_optional_dependency_that_is_missing_names_its_extra():
+    """scikit-learn (probe) and gguf are extras; without them the feature says what to install."""
+    code = (
+        "import sys; sys.modules['sklearn'] = None; sys.modules['gguf'] = None\n"
+        "import torch, steering\n"
+        "from steering.aggregate import probe\n"
+        "from steering.errors import MissingDependencyError\n"
+        "from steering.interop import export_gguf\n"
+        "for f in (lambda: probe()(torch.ones(2, 3), torch.zeros(2, 3)),\n"
+        "          lambda: export_gguf(steering.SteeringVector({1: torch.ones(3)}), 'x.gguf')):\n"
+        "    try:\n"
+        "        f()\n"
+        "    except MissingDependencyError as e:\n"
+        "        print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert "pip install 'steering[probe]'" in out.stdout and "pip install 'steering[gguf]'" in out.stdout, out

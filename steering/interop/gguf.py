@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write
-from ..errors import ShapeMismatchError, UnknownOptionError, VectorFileError
+from ..errors import ShapeMismatchError, UnknownOptionError, VectorFileError, require
 from ..vector import SteeringVector
 from .convert import imported_vector
 
@@ -27,11 +27,7 @@ META_KEY = "steering.metadata"
 
 
 def _gguf() -> Any:
-    try:
-        import gguf
-    except ImportError as e:  # pragma: no cover - gguf is a dependency
-        raise VectorFileError("GGUF support needs the 'gguf' package: pip install gguf") from e
-    return gguf
+    return require("gguf", "gguf", "Reading and writing GGUF control vectors")
 
 
 def export_gguf(
