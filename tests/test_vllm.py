@@ -86,7 +86,6 @@ def test_vllm_steers_as_our_hooks_do(setup):
         "new_tokens": NEW,
         "vector": str(path),
         "strength": strength,
-        "throughput_reps": 3,
     }
     (tmp / "spec.json").write_text(json.dumps(spec))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_LOGGING_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"}
@@ -102,16 +101,12 @@ def test_vllm_steers_as_our_hooks_do(setup):
     hf_plain = hf_greedy(model, tok, prompts)
     with steering.steer(model, vec, strength):
         hf_steered = hf_greedy(model, tok, prompts)
-    t = got["times"]
     figures = {
         "unsteered_agreement": agreement(got["unsteered"], hf_plain),
         "steered_agreement": agreement(got["steered"], hf_steered),
         "steered_vs_unsteered": agreement(got["steered"], got["unsteered"]),
         "hf_tokens": [sum(map(len, hf_plain)), sum(map(len, hf_steered))],
         "vllm_tokens": [sum(map(len, got["unsteered"])), sum(map(len, got["steered"]))],
-        "throughput_ratio": sorted(t["unsteered"])[len(t["unsteered"]) // 2]
-        / sorted(t["steered"])[len(t["steered"]) // 2],
-        "tokens_per_second_unsteered": got["tokens_per_run"] / min(t["unsteered"]),
         "attach": got["attach"],
         "prompt_scope": got["prompt_scope"],
     }
@@ -121,7 +116,6 @@ def test_vllm_steers_as_our_hooks_do(setup):
     assert figures["steered_vs_unsteered"] < 0.8, figures  # the vector matters
     assert got["zero"] == got["unsteered"] and got["detached"] == got["unsteered"]
     assert got["prompt_scope"].startswith("refused") and "scope 'all' only" in got["prompt_scope"]
-    assert figures["throughput_ratio"] >= 0.95, figures
 
 
 def free_port() -> int:
