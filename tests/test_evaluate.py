@@ -6,14 +6,17 @@ import pytest
 import torch
 from conftest import make_model, make_tokenizer
 
+from steering.errors import InvalidArgumentError
 from steering.evaluate import (
     ThoughtSwitchPenalty,
     add_mistake,
+    best,
     early_answering,
     filler,
     information_gain,
     length_curve,
     substitution,
+    sweep,
     underthinking_score,
 )
 
@@ -178,3 +181,25 @@ def test_measure_counts_accuracy_tokens_thinking_and_degeneration():
     c = compare(g, g)
     assert c.accuracy_diff == 0.0 and c.token_reduction == 0.0 and c.token_reduction_ci == (0.0, 0.0)
     assert degeneration([7] * 20) > 0.8 and degeneration(list(range(20))) == 0.0
+
+
+def test_best_picks_the_fewest_tokens_within_bounds_and_names_what_failed():
+    rows = sweep(
+        lambda strength, layer: {"tokens": 90 - 40 * min(strength, 1.0), "accuracy": 0.8 - strength / 10 - layer / 100},
+        [0.0, 0.5, 1.0, 1.5],
+        layers=[3, 2],
+        progress=False,
+    )
+    picked = best(rows, "tokens", at_least={"accuracy": 0.725})  # layer 3 at 0.5 has 0.72: out
+    assert (picked["layer"], picked["strength"], picked["tokens"]) == (2, 0.5, 70.0)
+    tied = best(rows, "tokens", at_least={"accuracy": 0.6})  # 1.0 and 1.5 both give 50 tokens
+    assert (tied["strength"], tied["layer"]) == (1.0, 2)
+    assert best(rows, lambda r: -r["accuracy"], at_most={"tokens": 60})["strength"] == 1.0
+    with pytest.raises(InvalidArgumentError, match=r"None of the 8 rows.*'accuracy': 0\.78"):
+        best(rows, "tokens", at_least={"accuracy": 0.9})
+    with pytest.raises(
+        InvalidArgumentError, match=r"\['acc'\].*rows have \['accuracy', 'layer', 'strength', 'tokens'\]"
+    ):
+        best(rows, "tokens", at_least={"acc": 0.5})
+    with pytest.raises(InvalidArgumentError, match="no rows"):
+        best([], "tokens")

@@ -21,8 +21,9 @@ import torch
 
 from .. import Registry, SteeringVector, build_pairs, extract, steer
 from ..calibrate import strength_for_norm
+from ..errors import InvalidArgumentError
 from ..evaluate.measure import bootstrap_ci
-from ..evaluate.sweep import plot_sweep, sweep
+from ..evaluate.sweep import best, plot_sweep, sweep
 from ..scopes import scope_to_json
 from . import MODEL_DIR, MODEL_ID
 from .evaluate import Report, correct, measure
@@ -152,19 +153,19 @@ def choose(job: Job, vecs: dict[str, SteeringVector], val: list[Problem], layers
 
         return evaluate
 
-    def ok(r: dict[str, float]) -> bool:
-        return (
-            r["accuracy"] >= val_greedy.accuracy - 0.01
-            and r["sampled_accuracy"] >= val_sampled.accuracy - 0.02
-            and r["well_formed"] >= 0.98
-        )
-
+    bounds = {
+        "accuracy": val_greedy.accuracy - 0.01,
+        "sampled_accuracy": val_sampled.accuracy - 0.02,
+        "well_formed": 0.98,
+    }
     fractions = FRACTIONS if args.strength is None else (1.0,)
     rows = {r.name: sweep(evaluator(r), fractions, layers, progress=False) for r in (FIRST_TOKEN, ASC)}
     picks = {}
     for name, rs in rows.items():
-        fine = [r for r in rs if ok(r)] or [max(rs, key=lambda r: r["accuracy"])]
-        picks[name] = min(fine, key=lambda r: (round(r["sampled_chain_tokens"]), r["strength"], r["layer"]))
+        try:
+            picks[name] = best(rs, lambda r: round(r["sampled_chain_tokens"]), at_least=bounds)
+        except InvalidArgumentError:  # nothing within the bounds: the most accurate row
+            picks[name] = max(rs, key=lambda r: r["accuracy"])
     return picks, rows
 
 

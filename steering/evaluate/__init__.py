@@ -3,7 +3,8 @@
 - :func:`measure` / :func:`compare`: accuracy (bootstrap CI), tokens and thinking tokens, wall time,
   degeneration on any model; a paired comparison of a steered run with its baseline;
 - :func:`generate`: batched generation with token ids, lengths and wall time;
-- :func:`sweep` / :func:`plot_sweep`: a metric over strengths and layers;
+- :func:`sweep` / :func:`best` / :func:`plot_sweep`: a metric over strengths and layers, the best row
+  under bounds (e.g. fewest sampled tokens at accuracy within 2 points);
 - :func:`project` / :func:`plot_projection`: which tokens a direction lights up on;
 - :func:`early_answering` (Lanham et al. 2023): truncate the chain, force an answer; AOC.
 - :func:`substitution` with :func:`filler`, a paraphraser, or :func:`add_mistake` (Lanham et al.;
@@ -19,7 +20,7 @@ from .information import InformationGain, information_gain
 from .length import length_curve
 from .measure import Comparison, Measurement, compare, degeneration, measure
 from .projection import Projection, plot_projection, project
-from .sweep import plot_sweep, sweep
+from .sweep import best, plot_sweep, sweep
 from .tip import ThoughtSwitchPenalty, underthinking_score
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Substitution",
     "ThoughtSwitchPenalty",
     "add_mistake",
+    "best",
     "compare",
     "degeneration",
     "early_answering",

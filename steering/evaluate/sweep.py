@@ -1,4 +1,4 @@
-"""Evaluate a metric over strengths (and layers): a table you can hand to pandas, and a plot."""
+"""A metric over strengths (and layers): a table you can hand to pandas, the best row under bounds, a plot."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
+
+from ..errors import InvalidArgumentError
 
 
 def sweep(
@@ -27,6 +29,44 @@ def sweep(
     for layer, s in tqdm(grid, desc="sweep", disable=not progress, leave=False):
         rows.append({"layer": layer, "strength": s, **evaluate(strength=s, layer=layer)})
     return rows
+
+
+def best(
+    rows: Sequence[Mapping[str, Any]],
+    minimize: str | Callable[[Mapping[str, Any]], float],
+    *,
+    at_least: Mapping[str, float] | None = None,
+    at_most: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """The row with the smallest ``minimize`` among the rows that meet every bound (ties: the smaller
+    strength, then the lower layer). ``minimize`` is a column or a function of a row.
+
+    Examples:
+        >>> rows = [{"layer": 2, "strength": s, "tokens": 90 - 40 * s, "accuracy": 0.8 - s / 10} for s in (0, 0.5, 1)]
+        >>> best(rows, "tokens", at_least={"accuracy": 0.75})["strength"]
+        0.5
+    """
+    lower, upper = dict(at_least or {}), dict(at_most or {})
+    if not rows:
+        raise InvalidArgumentError("best() got no rows; pass the rows sweep() returned.")
+    columns = [minimize] if isinstance(minimize, str) else []
+    missing = sorted({c for c in [*columns, *lower, *upper] if any(c not in r for r in rows)})
+    if missing:
+        raise InvalidArgumentError(
+            f"best() got bounds or a column {missing} that some rows lack; the rows have {sorted(rows[0])}."
+        )
+    key = (lambda r: float(r[minimize])) if isinstance(minimize, str) else minimize
+    fine = [r for r in rows if all(r[c] >= v for c, v in lower.items()) and all(r[c] <= v for c, v in upper.items())]
+    if not fine:
+        reached = {c: max(r[c] for r in rows) for c in lower} | {c: min(r[c] for r in rows) for c in upper}
+        raise InvalidArgumentError(
+            f"None of the {len(rows)} rows meets at_least={lower} and at_most={upper}; the best each column "
+            f"reached: {reached}. Loosen a bound or sweep smaller strengths."
+        )
+    chosen: Mapping[str, Any] = min(
+        fine, key=lambda r: (key(r), r.get("strength", 0.0), -1 if r.get("layer") is None else r["layer"])
+    )
+    return dict(chosen)
 
 
 def plot_sweep(
