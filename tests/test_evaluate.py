@@ -203,3 +203,5 @@ def test_best_picks_the_fewest_tokens_within_bounds_and_names_what_failed():
         best(rows, "tokens", at_least={"acc": 0.5})
     with pytest.raises(InvalidArgumentError, match="no rows"):
         best([], "tokens")
+    broken = [{**rows[0], "tokens": float("nan")}, {**rows[1], "accuracy": float("nan")}, rows[2]]
+    assert best(broken, "tokens", at_least={"accuracy": 0.6})["strength"] == 1.0  # NaN rows are never picked

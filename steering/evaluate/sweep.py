@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -39,7 +40,8 @@ def best(
     at_most: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The row with the smallest ``minimize`` among the rows that meet every bound (ties: the smaller
-    strength, then the lower layer). ``minimize`` is a column or a function of a row.
+    strength, then the lower layer). ``minimize`` is a column or a function of a row. A row whose
+    value or bounded column is NaN is never picked.
 
     Examples:
         >>> rows = [{"layer": 2, "strength": s, "tokens": 90 - 40 * s, "accuracy": 0.8 - s / 10} for s in (0, 0.5, 1)]
@@ -56,9 +58,17 @@ def best(
             f"best() got bounds or a column {missing} that some rows lack; the rows have {sorted(rows[0])}."
         )
     key = (lambda r: float(r[minimize])) if isinstance(minimize, str) else minimize
-    fine = [r for r in rows if all(r[c] >= v for c, v in lower.items()) and all(r[c] <= v for c, v in upper.items())]
+    fine = [
+        r
+        for r in rows
+        if all(r[c] >= v for c, v in lower.items())
+        and all(r[c] <= v for c, v in upper.items())
+        and not math.isnan(key(r))
+    ]
     if not fine:
-        reached = {c: max(r[c] for r in rows) for c in lower} | {c: min(r[c] for r in rows) for c in upper}
+        reached = {c: max((r[c] for r in rows if r[c] == r[c]), default=math.nan) for c in lower} | {
+            c: min((r[c] for r in rows if r[c] == r[c]), default=math.nan) for c in upper
+        }
         raise InvalidArgumentError(
             f"None of the {len(rows)} rows meets at_least={lower} and at_most={upper}; the best each column "
             f"reached: {reached}. Loosen a bound or sweep smaller strengths."
