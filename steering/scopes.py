@@ -231,6 +231,18 @@ def as_scope(scope: Any, tokenizer: Any = None) -> Scope:
     raise UnknownOptionError(f"Unknown scope {scope!r} ({type(scope).__name__}).")
 
 
+def require_every_position(scope: Any, recommended: Any, runtime: str) -> None:
+    """Refuse to run a vector at every position (all ``runtime`` can do) when ``scope``, or when it is
+    ``None`` the vector's ``recommended`` scope (JSON, as stored in metadata), is another scope."""
+    wanted = scope if scope is not None else (recommended if recommended is not None else "all")
+    if wanted != "all":
+        raise UnknownOptionError(
+            f"{runtime} steers every position (scope 'all' only); this vector is meant for scope {wanted!r}. "
+            "Pass scope='all' to run it at every position anyway, or apply it with steer() (any scope) or "
+            "through EasySteer (export_vllm: prompt, generated, prompt_last, single tokens)."
+        )
+
+
 def _marker_json(m: Marker) -> Any:
     return {"ids": list(m)} if isinstance(m, tuple) else m
 

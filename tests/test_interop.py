@@ -115,6 +115,21 @@ def test_gguf_refusals(vec, tmp_path):
         import_gguf(tmp_path / "ragged.gguf")
 
 
+def test_every_position_runtimes_refuse_a_vector_meant_for_another_scope(vec, tmp_path):
+    from steering.interop.vllm import SteeringExtension
+
+    prompt_last = vec.with_metadata(recommended_scope="prompt_last")
+    path = prompt_last.save(tmp_path / "pl.safetensors")
+    with pytest.raises(UnknownOptionError, match=r"llama.cpp steers every position.*meant for scope 'prompt_last'"):
+        export_gguf(prompt_last, tmp_path / "pl.gguf")
+    assert not (tmp_path / "pl.gguf").exists()
+    assert import_gguf(export_gguf(prompt_last, tmp_path / "pl.gguf", scope="all")).layers == [1, 2]
+    with pytest.raises(UnknownOptionError, match=r"vLLM .*scope 'all' only.*meant for scope 'prompt_last'"):
+        SteeringExtension().steering_attach(str(path))  # refused before it looks for a vLLM worker's model
+    with pytest.raises(UnknownOptionError, match=r"meant for scope 'generated'"):
+        SteeringExtension().steering_attach(str(vec.save(tmp_path / "v.safetensors")), "1", "generated")
+
+
 def test_an_imported_gguf_steers_like_the_original(tokenizer, tmp_path):
     # llama.cpp adds direction.N at every position of block N's output: steer(scope="all").
     model = make_model("llama", tokenizer)

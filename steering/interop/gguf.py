@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write
-from ..errors import ShapeMismatchError, UnknownOptionError, VectorFileError, require
+from ..errors import ShapeMismatchError, VectorFileError, require
+from ..scopes import require_every_position
 from ..vector import SteeringVector
 from .convert import imported_vector
 
@@ -46,13 +47,7 @@ def export_gguf(
     which is our ``scope="all"``: a vector whose ``recommended_scope`` (or ``scope``) is another one is
     refused rather than exported to act elsewhere; pass ``scope="all"`` to export it anyway.
     """
-    wanted = scope if scope is not None else vector.metadata.get("recommended_scope", "all")
-    if wanted != "all":
-        raise UnknownOptionError(
-            f"llama.cpp control vectors act at every position (scope 'all'); this vector is meant for scope "
-            f"{wanted!r}, which llama.cpp cannot express. Pass scope='all' to export it for every position, or "
-            "serve it with steer()/vLLM."
-        )
+    require_every_position(scope, vector.metadata.get("recommended_scope"), "llama.cpp")
     if 0 in vector.directions:
         raise ShapeMismatchError(
             "llama.cpp control vectors have no direction for layer 0 (it rejects direction.0; its first "

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import UnknownOptionError
+from ..errors import InvalidArgumentError
+from ..scopes import require_every_position
 
 EXTENSION = "steering.interop.vllm.SteeringExtension"
 
@@ -59,19 +60,20 @@ class SteeringExtension:
             raise RuntimeError("steering: this vLLM worker exposes no model (model_runner.get_model()).")
         return model
 
-    def steering_attach(self, vector: str, strength: str = "", scope: str = "all") -> str:
+    def steering_attach(self, vector: str, strength: str = "", scope: str = "") -> str:
         """Steer every position of every request with ``vector`` (a file or ``registry:NAME@SOURCE``) until
-        :meth:`steering_detach`. ``strength`` defaults to the vector's recommended strength."""
+        :meth:`steering_detach`. ``strength`` defaults to the vector's recommended strength; a vector
+        recommended for another scope than ``"all"`` is refused unless ``scope="all"`` is passed."""
         from ..apply import every_position_hooks
         from ..hooks import Attachment
 
-        if scope != "all":
-            raise UnknownOptionError(
-                f"vLLM steering supports scope 'all' only (continuous batching hides each request's prompt "
-                f"boundary from the layers); got {scope!r}."
-            )
         vec = _load(vector)
-        s = float(strength) if strength else vec.metadata.get("recommended_strength", 1.0)
+        require_every_position(scope or None, vec.metadata.get("recommended_scope"), "vLLM (continuous batching)")
+        try:
+            s = float(strength) if strength else vec.metadata.get("recommended_strength", 1.0)
+        except ValueError:
+            msg = f"strength must be a number as a string, e.g. '2.2'; got {strength!r}."
+            raise InvalidArgumentError(msg) from None
         self.steering_detach()
         hooks = every_position_hooks(self._steering_model(), vec, s)
         self._steering = Attachment(hooks)  # in every thread of the worker: it serves every request
