@@ -18,9 +18,8 @@ from typing import Any
 
 import torch
 
-from steering import Pair, extract, steer
+from steering import Pair, extract, fit_condition, steer
 from steering.calibrate import strength_for_norm
-from steering.conditions import fit_condition
 from steering.demo.evaluate import measure, wilson
 from steering.demo.main import load
 from steering.demo.report import paired_gain

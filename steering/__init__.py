@@ -6,13 +6,14 @@ Examples:
     ' 4'
 """
 
-from . import sweep as _sweep_alias  # noqa: F401  (loaded first, so the name below stays the function)
 from ._version import __version__
 from .apply import Steering, attach, steer
-from .build_pairs import build_pairs
+from .build_pairs import build_pairs, own_pairs
 from .calibrate import calibrate
+from .conditions import Condition
+from .conditions.fit import fit_condition
 from .errors import SteeringError
-from .evaluate.sweep import sweep
+from .evaluate import compare, measure, sweep
 from .extract import extract
 from .markers import Tokens
 from .pairs import Pair, load_pairs, save_pairs
@@ -21,6 +22,7 @@ from .scopes import Span, Window
 from .vector import SteeringVector
 
 __all__ = [
+    "Condition",
     "Pair",
     "Registry",
     "Span",
@@ -33,8 +35,12 @@ __all__ = [
     "attach",
     "build_pairs",
     "calibrate",
+    "compare",
     "extract",
+    "fit_condition",
     "load_pairs",
+    "measure",
+    "own_pairs",
     "pull",
     "push",
     "save_pairs",

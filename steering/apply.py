@@ -20,11 +20,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .backends import Backend, backend_for
-from .conditions import Gate, Rule
+from .backends import Backend, ModelInfo, backend_for
+from .conditions.gate import Gate
+from .conditions.rules import Rule
 from .errors import InvalidArgumentError, ShapeMismatchError, UnknownOptionError
 from .hooks import Attachment, Hook, attached, output_tensor, replace_output
-from .scopes import Scope, as_scope, scope_from_json
+from .scope_json import scope_from_json
+from .scopes import ScopeSpec, as_scope
 from .tracker import Tracker
 from .vector import EPS, SteeringVector
 
@@ -58,7 +60,9 @@ class FingerprintWarning(UserWarning):
     """The vector was made on a model with other weights (e.g. a fine-tune of the same base)."""
 
 
-def check_compatible(vector: SteeringVector, info: Any, basis: str, fingerprint: str | None, strict: bool) -> None:
+def check_compatible(
+    vector: SteeringVector, info: ModelInfo, basis: str, fingerprint: str | None, strict: bool
+) -> None:
     """Refuse a vector whose width, layers or basis do not fit the model; warn on other weights.
 
     ``strict=False`` keeps only the width check (which no override can make safe).
@@ -102,7 +106,7 @@ class Steering:
 
     vector: SteeringVector
     strength: float
-    scope: Any
+    scope: ScopeSpec
     operator: str
     chosen_by: dict[str, str]  # "strength" / "scope" -> "argument" | "recommended" | "default"
     _attachment: Attachment | None = field(default=None, repr=False)
@@ -129,7 +133,7 @@ class Steering:
         )
 
 
-def _resolve(vector: SteeringVector, strength: Any, scope: Any) -> tuple[float, Any, dict[str, str]]:
+def _resolve(vector: SteeringVector, strength: Any, scope: ScopeSpec | None) -> tuple[float, ScopeSpec, dict[str, str]]:
     chosen = {"strength": "argument", "scope": "argument"}
     if strength is None:
         rec = vector.metadata.get("recommended_strength")
@@ -148,7 +152,7 @@ def _resolve(vector: SteeringVector, strength: Any, scope: Any) -> tuple[float, 
     return float(strength), scope, chosen
 
 
-def _gate(when: Any, tracker: Tracker, tokenizer: Any, info: Any) -> Gate | None:
+def _gate(when: Any, tracker: Tracker, tokenizer: Any, info: ModelInfo) -> Gate | None:
     if when is None:
         return None
     if not isinstance(when, Rule):
@@ -200,7 +204,7 @@ def _plan(
     model: Any,
     vector: Any,
     strength: Any,
-    scope: Any,
+    scope: ScopeSpec | None,
     operator: str,
     tokenizer: Any,
     layer_path: str | None,
@@ -254,7 +258,7 @@ def steer(
     vector: SteeringVector,
     strength: float | None = None,
     *,
-    scope: str | Scope | tuple[Any, ...] | None = None,
+    scope: ScopeSpec | None = None,
     operator: str = "add",
     tokenizer: Any = None,
     layer_path: str | None = None,
@@ -283,7 +287,7 @@ def attach(
     vector: SteeringVector,
     strength: float | None = None,
     *,
-    scope: str | Scope | tuple[Any, ...] | None = None,
+    scope: ScopeSpec | None = None,
     operator: str = "add",
     tokenizer: Any = None,
     layer_path: str | None = None,
@@ -296,9 +300,11 @@ def attach(
     pass, so do not run two steered calls of one model concurrently.
 
     Examples:
-        >>> from steering.demo.main import load
-        >>> model, tok = load()
-        >>> vec = SteeringVector({1: torch.zeros(128)}, {"recommended_strength": 2.0})
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> config = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        ...                      num_attention_heads=2, num_key_value_heads=2, vocab_size=64)
+        >>> model = LlamaForCausalLM(config)
+        >>> vec = SteeringVector({1: torch.zeros(16)}, {"recommended_strength": 2.0})
         >>> h = attach(model, vec)
         >>> h
         Steering(layers=[1], strength=2 (recommended), scope='all' (default), operator='add', active=True)

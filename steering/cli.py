@@ -91,7 +91,7 @@ def cmd_push(args: argparse.Namespace) -> None:
         recommended_strength=args.strength,
         overwrite=args.overwrite,
     )
-    print(f"pushed {entry['model']}/{entry['name']} (layers {entry['layers']}) to {args.to}")
+    print(f"pushed {entry.model}/{entry.name} (layers {entry.layers}) to {args.to}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -23,6 +23,10 @@ class LayerNotFoundError(SteeringError, LookupError):
     """The model's decoder layers could not be located, or a layer index is out of range."""
 
 
+class UnsupportedModelError(SteeringError, TypeError):
+    """A model no backend adapter handles, or one whose backend lacks the feature asked for."""
+
+
 class UnknownOptionError(SteeringError, ValueError):
     """A name that is not among the known choices (method, position, scope, operator, format)."""
 
@@ -49,6 +53,10 @@ class VectorNotFoundError(SteeringError, LookupError):
 
 class RegistryError(SteeringError, ValueError):
     """A registry index or file that is malformed, unsafe, or does not match its checksum."""
+
+
+class ListedFileMissingError(VectorNotFoundError):
+    """A file the index lists is not there (a concurrent writer may have just replaced it)."""
 
 
 class DownloadError(SteeringError, ConnectionError):

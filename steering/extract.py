@@ -17,7 +17,7 @@ from einops import einsum
 from torch import Tensor
 
 from .aggregate import Aggregator, diagnostics, get_aggregator
-from .backends import backend_for
+from .backends import backend_for, remote_backend
 from .backends.inputs import left_pad, pad_id
 from .errors import DegenerateVectorError, InvalidArgumentError, PairError, UnknownOptionError
 from .hooks import Hook, StopForward, attached, output_tensor
@@ -76,14 +76,13 @@ def read_activations(
     """``{layer: (n_seqs, d) float32}``: the mean of each sequence's read positions at each layer.
 
     Each sequence runs only up to its last read position. ``norms``, if given, collects per layer the
-    residual norms at positions ``>= TYPICAL_SKIP`` of every sequence (for :func:`typical_norm`).
+    residual norms at positions ``>= TYPICAL_SKIP`` of every sequence (for :func:`typical_norm`; local
+    reads only). ``remote`` runs each pass where the model lives (a :class:`~steering.backends.RemoteBackend`).
     """
     from tqdm.auto import tqdm
 
     backend = backend_for(model)
     seqs = [s[: max(r) + 1] for s, r in zip(seqs, reads)]
-    modules = [] if remote is not None else backend.layers(model, layer_path)
-    device = torch.device("cpu") if remote is not None else backend.device(model)
     info = backend.info(model, layer_path)
     out = {layer: torch.empty(len(seqs), info.hidden_size, dtype=torch.float32) for layer in layers}
     deepest = max(layers)
@@ -102,11 +101,32 @@ def read_activations(
 
         return hook
 
+    # One way to read, chosen once: local hooks, or a trace that runs where the model lives.
+    hooks: list[Hook] = []
+    if remote is None:
+        modules = backend.layers(model, layer_path)
+        hooks = [Hook(modules[layer], reader(layer)) for layer in layers]
+        device = backend.device(model)
+
+        def read(rows: Tensor, ids: Tensor, mask: Tensor, idx: Tensor, w: Tensor, typical: Tensor) -> None:
+            current.update(idx=idx, w=w, rows=rows, typical=typical)
+            try:
+                backend.run(model, ids.to(device), mask.to(device))
+            except StopForward:
+                pass
+
+    else:
+        far = remote_backend(model)
+
+        def read(rows: Tensor, ids: Tensor, mask: Tensor, idx: Tensor, w: Tensor, typical: Tensor) -> None:
+            for layer, acts in zip(layers, far.read_remote(model, ids, mask, layers, idx, w, remote, layer_path)):
+                out[layer][rows] = acts.float()
+
     batches = list(_batches([len(s) for s in seqs], batch_size))
     was_training = getattr(model, "training", False)
     model.eval()
     try:
-        with attached([Hook(modules[la], reader(la)) for la in layers if modules]), torch.inference_mode():
+        with attached(hooks), torch.inference_mode():
             for batch in tqdm(batches, desc="extract", disable=None if progress is None else not progress, leave=False):
                 ids, mask = left_pad([seqs[i] for i in batch], pad_id, padding_side)
                 width, k = ids.shape[1], max(len(reads[i]) for i in batch)
@@ -121,16 +141,7 @@ def read_activations(
                     idx[r] = offset + torch.tensor(pos + [pos[0]] * (k - len(pos)))
                     w[r, : len(pos)] = 1.0 / len(pos)
                     typical[r, offset + min(TYPICAL_SKIP, n - 1) : offset + n] = True
-                if remote is not None:  # a trace that runs where the model lives: no local hooks
-                    got = backend.read_remote(model, ids, mask, layers, idx, w, remote, layer_path)
-                    for layer, acts in zip(layers, got):
-                        out[layer][torch.tensor(batch)] = acts.float()
-                    continue
-                current.update(idx=idx, w=w, rows=torch.tensor(batch), typical=typical)
-                try:
-                    backend.run(model, ids.to(device), mask.to(device))
-                except StopForward:
-                    pass
+                read(torch.tensor(batch), ids, mask, idx, w, typical)
     finally:
         model.train(was_training)
     return out
@@ -208,7 +219,7 @@ def extract(
         batch_size=batch_size,
         layer_path=layer_path,
         remote=remote,
-        norms=None if remote is not None else norms,
+        norms=norms,
         progress=progress,
     )
     directions, diag = {}, {}

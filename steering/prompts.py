@@ -12,6 +12,8 @@ Examples:
     ({'role': 'user', 'content': 'Hi'},)
     >>> check_prompt("Q: 2+2=?", "prompt 0")
     'Q: 2+2=?'
+    >>> with_instruction([{"role": "user", "content": "2+2?"}], " Be brief.")
+    ({'role': 'user', 'content': '2+2? Be brief.'},)
 """
 
 from __future__ import annotations
@@ -46,6 +48,21 @@ def check_prompt(prompt: Any, where: str) -> str | tuple[dict[str, str], ...]:
         f"{where}: a prompt is a string or a non-empty list of chat messages "
         f'([{{"role": "user", "content": "..."}}]), got {type(prompt).__name__}: {prompt!r:.80}.'
     )
+
+
+def with_instruction(prompt: Prompt, suffix: str) -> Prompt:
+    """The prompt with ``suffix`` appended: to the text, or to the last user message of a chat."""
+    checked = check_prompt(prompt, "with_instruction")
+    if isinstance(checked, str):
+        return checked + suffix
+    users = [i for i, m in enumerate(checked) if m["role"] == "user"]
+    if not users:
+        raise InvalidArgumentError(
+            f"with_instruction: the chat has no user message to add {suffix!r} to (roles: "
+            f"{[m['role'] for m in checked]}); add a user turn, or pass the prompt as text."
+        )
+    last = users[-1]
+    return tuple({**m, "content": m["content"] + suffix} if i == last else m for i, m in enumerate(checked))
 
 
 def render(tokenizer: Any, prompt: Prompt) -> str:

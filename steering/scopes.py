@@ -14,17 +14,19 @@ Scopes (a tuple of them means their union):
 - ``Tokens(*markers)``: wherever a marker occurs (e.g. each step end);
 - ``Span(start, stop)``: per row, from a start marker (inclusive) up to a stop marker (exclusive),
   e.g. ``Span("<think>", "</think>")`` steers only while the model is writing its thoughts.
+
+Stored form (JSON, for metadata and registries): :mod:`steering.scope_json`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from torch import Tensor
 
-from .errors import UnknownOptionError
+from .errors import InvalidArgumentError, UnknownOptionError
 from .markers import Marker, Tokens, encode_markers, match_ends
 
 
@@ -77,9 +79,11 @@ class Window(Scope):
         for name in ("start", "stop"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-                raise UnknownOptionError(f"Window.{name} must be an int, got {v!r}.")
+                raise InvalidArgumentError(
+                    f"Window.{name} must be an int (an offset from the end of the prompt), got {v!r}."
+                )
         if self.stop is not None and self.stop <= self.start:
-            raise UnknownOptionError(f"Window(start={self.start}, stop={self.stop}) is empty; need stop > start.")
+            raise InvalidArgumentError(f"Window(start={self.start}, stop={self.stop}) is empty; need stop > start.")
 
     def mask(self, chunk: Chunk) -> Mask:
         lo = chunk.prompt_len + self.start
@@ -203,6 +207,9 @@ class Union(Scope):
         return out
 
 
+# What ``steer(scope=...)`` takes: a name, a scope object, Tokens, or a tuple/list of these (their union).
+ScopeSpec: TypeAlias = "str | Scope | Tokens | tuple[ScopeSpec, ...] | list[ScopeSpec]"
+
 FAR_PAST = -(2**62)  # an offset before the start of any prompt: Window(FAR_PAST, 0) is the whole prompt
 
 NAMED: dict[str, Scope] = {
@@ -213,7 +220,7 @@ NAMED: dict[str, Scope] = {
 }
 
 
-def as_scope(scope: Any, tokenizer: Any = None) -> Scope:
+def as_scope(scope: ScopeSpec, tokenizer: Any = None) -> Scope:
     """Resolve a scope name, object, or tuple/list of them (their union) and encode its markers."""
     if isinstance(scope, str):
         if scope not in NAMED:
@@ -229,67 +236,3 @@ def as_scope(scope: Any, tokenizer: Any = None) -> Scope:
     if isinstance(scope, (tuple, list)) and scope:
         return Union(tuple(as_scope(s, tokenizer) for s in scope))
     raise UnknownOptionError(f"Unknown scope {scope!r} ({type(scope).__name__}).")
-
-
-def require_every_position(scope: Any, recommended: Any, runtime: str) -> None:
-    """Refuse to run a vector at every position (all ``runtime`` can do) when ``scope``, or when it is
-    ``None`` the vector's ``recommended`` scope (JSON, as stored in metadata), is another scope."""
-    wanted = scope if scope is not None else (recommended if recommended is not None else "all")
-    if wanted != "all":
-        raise UnknownOptionError(
-            f"{runtime} steers every position (scope 'all' only); this vector is meant for scope {wanted!r}. "
-            "Pass scope='all' to run it at every position anyway, or apply it with steer() (any scope) or "
-            "through EasySteer (export_vllm: prompt, generated, prompt_last, single tokens)."
-        )
-
-
-def _marker_json(m: Marker) -> Any:
-    return {"ids": list(m)} if isinstance(m, tuple) else m
-
-
-def _marker_from(obj: Any) -> Marker:
-    return tuple(obj["ids"]) if isinstance(obj, dict) else obj
-
-
-def scope_to_json(scope: Any) -> Any:
-    """A scope as given to ``steer`` (names, ``Window``, ``Tokens``, ``Span``, tuples), as JSON for metadata.
-
-    Examples:
-        >>> scope_to_json(("prompt_last", Tokens(". ", 13)))
-        ['prompt_last', {'tokens': ['. ', 13]}]
-        >>> scope_from_json(scope_to_json(("prompt_last", Window(0, 8)))) == ("prompt_last", Window(0, 8))
-        True
-    """
-    if isinstance(scope, str):
-        if scope not in NAMED:
-            raise UnknownOptionError(f"Unknown scope {scope!r}; expected one of {list(NAMED)}.")
-        return scope
-    if isinstance(scope, Window):
-        return {"window": [scope.start, scope.stop]}
-    if isinstance(scope, Tokens):
-        return {"tokens": [_marker_json(m) for m in scope.markers]}
-    if isinstance(scope, Span):
-        ends: list[tuple[Any, ...]] = [
-            s if isinstance(s, tuple) and not all(isinstance(i, int) for i in s) else (s,)
-            for s in (scope.start, scope.stop)
-        ]
-        return {"span": [[_marker_json(m) for m in e] for e in ends]}
-    if isinstance(scope, (tuple, list)) and scope:
-        return [scope_to_json(s) for s in scope]
-    raise UnknownOptionError(f"Scope {scope!r} cannot be stored: use names, Window, Tokens, Span or tuples of them.")
-
-
-def scope_from_json(obj: Any) -> Any:
-    """The inverse of :func:`scope_to_json`."""
-    if isinstance(obj, str):
-        return obj
-    if isinstance(obj, list):
-        return tuple(scope_from_json(o) for o in obj)
-    if isinstance(obj, dict) and "window" in obj:
-        return Window(*obj["window"])
-    if isinstance(obj, dict) and "tokens" in obj:
-        return Tokens(*(_marker_from(m) for m in obj["tokens"]))
-    if isinstance(obj, dict) and "span" in obj:
-        start, stop = (tuple(_marker_from(m) for m in e) for e in obj["span"])
-        return Span(start if len(start) > 1 else start[0], stop if len(stop) > 1 else stop[0])
-    raise UnknownOptionError(f"Not a stored scope: {obj!r}.")

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .backends.base import Backend
 from .backends.inputs import last_real
 from .errors import ScopeError
 from .scopes import All, Chunk, Mask, Scope
@@ -20,7 +21,7 @@ _NOT_STARTED = object()
 
 
 class Tracker:
-    def __init__(self, scope: Scope, backend: Any) -> None:
+    def __init__(self, scope: Scope, backend: Backend) -> None:
         self.scope = scope
         self.backend = backend
         self.prompt_len = 0

@@ -281,7 +281,7 @@ def test_fingerprint_mismatch_warns_and_strict_false_overrides():
 def test_projection_matches_hidden_states_on_every_token(tokenizer):
     from helpers import hidden_states
 
-    from steering.projection import plot_projection, project
+    from steering.evaluate import plot_projection, project
 
     model = make_model("llama", tokenizer)
     torch.manual_seed(1)

@@ -15,8 +15,8 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoTokenizer
 
 import steering
-import steering.remote
-from steering.errors import ShapeMismatchError, UnknownOptionError
+import steering.interop.nnsight_remote as remote_gen
+from steering.errors import ShapeMismatchError, UnsupportedModelError
 from steering.hooks import count_hooks
 
 ARCHS = ["gpt2", "llama", "qwen2"]
@@ -162,10 +162,10 @@ def test_nnsight_remote_path_matches_local(tok):
         torch.testing.assert_close(remote.directions[layer], local.directions[layer], atol=1e-5, rtol=0)
     assert remote.metadata["fingerprint"] is None  # remote weights are not read here
     enc = tok(PROMPTS, return_tensors="pt", padding=True)
-    for scope in steering.remote.SCOPES:
+    for scope in remote_gen.SCOPES:
         with steering.steer(hf, local, 2.0, scope=scope):
             want = hf.generate(**enc, max_new_tokens=NEW, do_sample=False)
-        got = steering.remote.generate(
+        got = remote_gen.generate(
             nn_model, local, 2.0, **enc, max_new_tokens=NEW, scope=scope, remote="local", do_sample=False
         )
         assert got.tolist() == want.tolist(), scope
@@ -173,14 +173,17 @@ def test_nnsight_remote_path_matches_local(tok):
 
 def test_remote_needs_an_nnsight_model(tok):
     hf = make_model("llama", tok)
-    with pytest.raises(UnknownOptionError, match="nnsight"):
+    with pytest.raises(UnsupportedModelError, match="nnsight"):
         steering.extract(hf, tok, arithmetic_pairs(2), layers=[0], remote=True)
     vector = steering.extract(hf, tok, arithmetic_pairs(2), layers=[0])
-    with pytest.raises(steering.SteeringError, match="nnsight model"):
-        steering.remote.generate(hf, vector, input_ids=torch.tensor([[1, 2]]))
+    with pytest.raises(UnsupportedModelError, match="nnsight model"):
+        remote_gen.generate(hf, vector, input_ids=torch.tensor([[1, 2]]))
 
 
 def test_runtimes_are_imported_only_when_used():
-    code = "import sys, steering, steering.remote; print({'transformer_lens', 'nnsight'} & set(sys.modules))"
+    code = (
+        "import sys, steering, steering.interop.nnsight_remote; "
+        "print({'transformer_lens', 'nnsight'} & set(sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "set()"

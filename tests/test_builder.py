@@ -5,9 +5,9 @@ import json
 import pytest
 from conftest import make_model, make_tokenizer
 
-from steering.builder import build_pairs, save_pairs
+from steering import build_pairs, save_pairs
 from steering.errors import PairError
-from steering.generation import generate
+from steering.evaluate import generate
 from steering.pairs import load_pairs
 
 PROMPTS = ["Q: 3 + 4 = ?", "Question: what is 12 + 7?", "Q: 9 * 9 = ?"]

@@ -8,8 +8,8 @@ from conftest import make_model, make_tokenizer
 
 import steering
 from steering import SteeringVector, Window
-from steering.condition_fit import best_threshold
 from steering.conditions import Condition
+from steering.conditions.fit import best_threshold
 from steering.errors import InvalidArgumentError, ShapeMismatchError, UnknownOptionError
 from steering.hooks import count_hooks
 

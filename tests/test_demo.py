@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import steering
-from steering.conditions import fit_condition
+from steering import fit_condition
 from steering.demo import MODEL_DIR, MODEL_ID
 from steering.demo.evaluate import measure, wilson
 from steering.demo.main import load
@@ -52,11 +52,11 @@ def test_bundled_model_is_verbose_on_addsub_and_direct_on_muladd(demo):
 def test_committed_compression_vector_compresses_at_unchanged_accuracy(demo):
     model, tok = demo
     reg = steering.Registry(ROOT / "vectors")
-    entry = next(e for e in reg.list(model=MODEL_ID) if e["name"] == "concise-cot")
+    entry = next(e for e in reg.entries(model=MODEL_ID) if e.name == "concise-cot")
     vec = reg.load("concise-cot", model=MODEL_ID)
     probs = problems(40, "addsub", seed=11)
     base, _ = measure(model, tok, probs)
-    with steering.steer(model, vec, entry["metadata"]["recommended_strength"], scope="prompt_last"):
+    with steering.steer(model, vec, entry.metadata["recommended_strength"], scope="prompt_last"):
         steered, texts = measure(model, tok, probs)
     assert steered.chain_tokens <= 0.4 * base.chain_tokens
     assert steered.accuracy >= base.accuracy - 0.05 and steered.well_formed >= 0.95
@@ -66,11 +66,11 @@ def test_committed_compression_vector_compresses_at_unchanged_accuracy(demo):
 def test_committed_elicitation_vector_makes_the_model_reason(demo):
     model, tok = demo
     reg = steering.Registry(ROOT / "vectors")
-    entry = next(e for e in reg.list(model=MODEL_ID) if e["name"] == "elicit-reasoning")
+    entry = next(e for e in reg.entries(model=MODEL_ID) if e.name == "elicit-reasoning")
     probs = problems(40, "muladd", seed=12)
     base, _ = measure(model, tok, probs)
     with steering.steer(
-        model, reg.load("elicit-reasoning"), entry["metadata"]["recommended_strength"], scope="prompt_last"
+        model, reg.load("elicit-reasoning"), entry.metadata["recommended_strength"], scope="prompt_last"
     ):
         steered, _ = measure(model, tok, probs)
     assert base.direct_share >= 0.9 and steered.direct_share <= 0.1
@@ -144,7 +144,7 @@ def test_forced_continuation_keeps_prompt_tied_steering_where_generation_had_it(
 
     model, tok = load()
     reg = steering.Registry(ROOT / "vectors")
-    strength = next(e for e in reg.list(model=MODEL_ID) if e["name"] == "concise-cot")["metadata"][
+    strength = next(e for e in reg.entries(model=MODEL_ID) if e.name == "concise-cot").metadata[
         "recommended_strength"
     ]
     prompt = problems(1, "addsub", seed=41)[0].prompt

@@ -45,6 +45,8 @@ def prelude(demo, folder: Path) -> dict:
         for p in problems(50, "addsub", seed=7, split="train")
     ]
     (folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for data in (ROOT / "docs").rglob("*.jsonl"):  # data files the pages read from beside themselves
+        (folder / data.name).write_bytes(data.read_bytes())
     pairs = steering.load_pairs(folder / "pairs.jsonl")
     probs = problems(4, "addsub", seed=11)
     inputs = tokenizer([p.prompt for p in probs[:2]], return_tensors="pt", padding=True)

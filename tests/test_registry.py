@@ -7,7 +7,8 @@ import torch
 
 from steering import SteeringVector
 from steering.errors import RegistryError, VectorNotFoundError
-from steering.registry import Registry, model_slug, safe_relpath
+from steering.registry import Registry, model_slug
+from steering.registry.index import safe_relpath
 
 
 def vec(model="org/tiny", layers=(1, 3), seed=0):
@@ -25,15 +26,15 @@ def test_save_writes_layout_index_and_card(tmp_path):
     assert files[:2] == [".index.lock", "index.json"] and len(files) == 5
     # Content-addressed names: the file's own sha256 (first 16 hex digits) is in its name.
     for key, stem in (("1", "layer-1"), ("3", "layer-3")):
-        rec = entry["files"][key]
+        rec = entry.files[key]
         assert rec["path"] == f"org--tiny/concise-cot/{stem}.{rec['sha256'][:16]}.safetensors"
-    assert entry["card"]["path"] == f"org--tiny/concise-cot/card.{entry['card']['sha256'][:16]}.md"
-    assert sorted([*(r["path"] for r in entry["files"].values()), entry["card"]["path"]]) == files[2:]
+    assert entry.card["path"] == f"org--tiny/concise-cot/card.{entry.card['sha256'][:16]}.md"
+    assert sorted([*(r["path"] for r in entry.files.values()), entry.card["path"]]) == files[2:]
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["schema"] == "steering.registry" and index["version"] == 1
     assert index["entries"] == [entry]
-    assert entry["layers"] == [1, 3] and entry["metadata"]["recommended_strength"] == 4.0
-    one = SteeringVector.load(tmp_path / entry["files"]["3"]["path"])
+    assert entry.layers == [1, 3] and entry.metadata["recommended_strength"] == 4.0
+    one = SteeringVector.load(tmp_path / entry.files["3"]["path"])
     assert one.layers == [3] and one.metadata["name"] == "concise-cot" and one.metadata["model"] == "org/tiny"
     assert reg.card("concise-cot") == "# concise\n"
 
@@ -55,12 +56,12 @@ def test_list_filters_by_model_and_refuses_silent_overwrite(tmp_path):
     reg.save(vec("org/a"), name="x")
     reg.save(vec("org/b"), name="x")
     reg.save(vec("org/b"), name="y")
-    assert [(e["model"], e["name"]) for e in reg.list()] == [("org/a", "x"), ("org/b", "x"), ("org/b", "y")]
-    assert [e["name"] for e in reg.list(model="org/b")] == ["x", "y"]
+    assert [(e.model, e.name) for e in reg.entries()] == [("org/a", "x"), ("org/b", "x"), ("org/b", "y")]
+    assert [e.name for e in reg.entries(model="org/b")] == ["x", "y"]
     with pytest.raises(RegistryError, match="overwrite=True"):
         reg.save(vec("org/a", seed=1), name="x")
     reg.save(vec("org/a", seed=1), name="x", overwrite=True)
-    assert len(reg.list(model="org/a")) == 1
+    assert len(reg.entries(model="org/a")) == 1
     with pytest.raises(VectorNotFoundError, match="several models"):
         reg.load("x")
 
@@ -75,7 +76,7 @@ def test_unknown_name_lists_nearest(tmp_path):
 def test_tampered_file_is_refused(tmp_path):
     reg = Registry(tmp_path)
     reg.save(vec(), name="a")
-    path = tmp_path / reg.list()[0]["files"]["1"]["path"]
+    path = tmp_path / reg.entries()[0].files["1"]["path"]
     raw = bytearray(path.read_bytes())
     raw[-1] ^= 0xFF
     path.write_bytes(bytes(raw))
@@ -108,7 +109,7 @@ def test_bad_model_ids_are_refused(bad):
 def test_malformed_index_is_refused(tmp_path, content, match):
     (tmp_path / "index.json").write_bytes(content)
     with pytest.raises(RegistryError, match=match):
-        Registry(tmp_path).list()
+        Registry(tmp_path).entries()
 
 
 def test_index_with_traversal_entry_is_refused(tmp_path):

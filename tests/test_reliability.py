@@ -84,7 +84,7 @@ def test_an_overwrite_survives_sigkill_at_any_instant(tmp_path):
     leftovers = [p.name for p in tmp_path.rglob(".*.tmp")]
     reg.save(vec(9), "y")  # the next write clears what killed writers left
     assert not list(tmp_path.rglob(".*.tmp")), leftovers
-    listed = {r["path"] for e in reg.list() for r in [*e["files"].values(), e.get("card") or {"path": ""}]}
+    listed = {r["path"] for e in reg.entries() for r in [*e.files.values(), e.card or {"path": ""}]}
     on_disk = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "org--tiny" / "y").iterdir()}
     assert on_disk <= listed
 
@@ -159,7 +159,7 @@ def test_a_listed_file_holding_another_layer_is_refused(tmp_path):
 def test_a_card_tampered_on_disk_is_refused(tmp_path):
     reg = Registry(tmp_path)
     entry = reg.save(vec(), "x", card="# honest card")
-    (tmp_path / entry["card"]["path"]).write_text("# tampered")
+    (tmp_path / entry.card["path"]).write_text("# tampered")
     with pytest.raises(RegistryError, match="sha256"):
         reg.card("x")
     from steering.cli import main
@@ -181,10 +181,10 @@ def test_registry_paths_and_names_are_checked(tmp_path):
     with pytest.raises(InvalidArgumentError, match="non-empty"):
         reg.load("x", layers=[])
     with pytest.raises(RegistryError, match="does not exist"):
-        Registry(tmp_path / "missing").list()
+        Registry(tmp_path / "missing").entries()
     (tmp_path / "file").write_text("")
     with pytest.raises(RegistryError, match="is a file"):
-        Registry(tmp_path / "file").list()
+        Registry(tmp_path / "file").entries()
 
 
 # --- downloads -------------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def remote(tmp_path, monkeypatch):
 
 def test_a_trickling_server_hits_the_total_deadline(remote):
     server, entry, _ = remote
-    server.faults[entry["files"]["1"]["path"]] = "trickle"  # a byte every 50 ms: never a read timeout
+    server.faults[entry.files["1"]["path"]] = "trickle"  # a byte every 50 ms: never a read timeout
     start = time.monotonic()
     with pytest.raises(DownloadError, match=r"deadline=1s"):
         pull("x", source=server.url, timeout=5, deadline=1.0, progress=False)
@@ -240,7 +240,7 @@ def test_the_index_cap_is_named_and_configurable(remote, monkeypatch):
 def test_a_corrupt_cached_blob_is_named_as_such(remote):
     server, entry, cache = remote
     pull("x", source=server.url, progress=False)
-    blob = cache / "blobs" / f"{entry['files']['1']['sha256']}.safetensors"
+    blob = cache / "blobs" / f"{entry.files['1']['sha256']}.safetensors"
     blob.write_bytes(b"rot")
     with pytest.raises(OfflineError, match="corrupt"):
         pull("x", source=server.url, offline=True)

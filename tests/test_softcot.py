@@ -127,7 +127,7 @@ def test_projection_goes_into_a_registry_as_its_own_kind(setup, tmp_path):
     )
     reg = steering.Registry(tmp_path / "reg")
     entry = reg.save_file(path, "thoughts", model="org/tiny", kind="softcot", metadata={"k": 2})
-    assert entry["kind"] == "softcot" and entry["files"]["file"]["sha256"]
+    assert entry.kind == "softcot" and entry.files["file"]["sha256"]
     back, meta = load_soft_thoughts(reg.file("thoughts", model="org/tiny"))
     assert meta["k"] == 2
     with pytest.raises(RegistryError, match="not a 'vector'"):

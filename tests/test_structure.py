@@ -1,4 +1,4 @@
-"""The package's shape: public names, aliases of moved modules, what the wheel holds, no private imports."""
+"""The package's shape: public names, removed paths, the import graph, what the wheel holds, no private imports."""
 
 from __future__ import annotations
 
@@ -55,26 +55,104 @@ def test_every_name_the_docs_use_imports():
     assert not missing, missing
 
 
-@pytest.mark.parametrize(
-    "old, names",
-    [
-        ("steering.hub", ["pull", "fetch_index", "pull_card", "cache_dir", "is_offline"]),
-        ("steering.publish", ["push"]),
-        ("steering.builder", ["build_pairs", "save_pairs"]),
-        ("steering.generation", ["generate", "Generation"]),
-        ("steering.sweep", ["sweep", "plot_sweep"]),
-        ("steering.projection", ["project", "plot_projection"]),
-        ("steering.remote", ["generate", "SCOPES"]),
-        ("steering.condition_fit", ["fit_condition", "best_threshold"]),
-        ("steering.conditions", ["Condition", "fit_condition"]),
-        ("steering.registry", ["Registry", "pull", "push", "model_slug", "safe_relpath", "sha256_file"]),
-        ("steering.softcot", ["SoftThoughts", "soft_thoughts", "train_soft_thoughts", "save_soft_thoughts"]),
-    ],
-)
-def test_moved_modules_keep_their_old_import_paths(old, names):
-    module = importlib.import_module(old)
-    for name in names:
-        assert getattr(module, name) is not None
+REMOVED = [
+    "steering.hub",
+    "steering.publish",
+    "steering.builder",
+    "steering.generation",
+    "steering.sweep",
+    "steering.projection",
+    "steering.remote",
+    "steering.condition_fit",
+    "steering.backends.nnsight_remote",
+]
+
+
+@pytest.mark.parametrize("old", REMOVED)
+def test_removed_alias_modules_are_gone(old):
+    """0.2 deleted the alias modules (CHANGELOG.md lists where each name lives now)."""
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)
+
+
+# Layers of the package, lowest first: a module imports only from its own layer or below, so the
+# write side never stands on the read side's fitting code and no adapter reaches up into apply.
+LAYERS = [
+    ["_version", "errors", "atomic", "hooks", "markers", "sites", "fileformat", "backends.base", "backends.inputs"],
+    ["backends", "vector", "aggregate", "positions", "models"],
+    ["prompts", "pairs", "provenance", "scopes", "tracker"],
+    ["extract", "evaluate", "conditions"],
+    ["apply", "build_pairs", "conditions.fit", "registry"],
+    ["calibrate", "interop", "softcot"],
+    ["cli", "demo", ""],
+]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """``{module: modules it imports}`` inside ``steering`` (any import statement, at any depth;
+    importing ``a.b.c`` also runs ``a.b``)."""
+    files = {}
+    for path in (ROOT / "steering").rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for mod, path in files.items():
+        package = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                name = ".".join(base + ([node.module] if node.module else []))
+                found |= {f"{name}.{a.name}" if f"{name}.{a.name}" in files else name for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[mod] = set()
+        for target in found & set(files):
+            parts = target.split(".")
+            for i in range(2, len(parts) + 1):
+                dep = ".".join(parts[:i])
+                if dep in files and dep != mod and not mod.startswith(dep + "."):
+                    graph[mod].add(dep)
+    return graph
+
+
+def layer_of(module: str) -> int:
+    name = module.removeprefix("steering").removeprefix(".")
+    best = max((p for row in LAYERS for p in row if name == p or name.startswith(p + ".") or p == ""), key=len)
+    return next(i for i, row in enumerate(LAYERS) if best in row)
+
+
+def test_the_import_graph_has_no_cycle():
+    graph, state, cycles = import_graph(), {}, []
+
+    def visit(mod: str, stack: list[str]) -> None:
+        state[mod] = "open"
+        for dep in sorted(graph[mod]):
+            if state.get(dep) == "open":
+                cycles.append([*stack[stack.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[mod] = "done"
+
+    for mod in sorted(graph):
+        if mod not in state:
+            visit(mod, [mod])
+    assert cycles == []
+
+
+def test_the_write_side_does_not_stand_on_the_read_side():
+    graph, seen, todo = import_graph(), set(), ["steering.apply"]
+    while todo:
+        for dep in graph[todo.pop()] - seen:
+            seen.add(dep)
+            todo.append(dep)
+    assert not seen & {"steering.extract", "steering.conditions.fit", "steering.evaluate", "steering.registry"}
+
+
+def test_no_import_runs_back_up_the_layers():
+    graph = import_graph()
+    upward = [f"{m} -> {d}" for m, deps in graph.items() for d in deps if layer_of(d) > layer_of(m)]
+    assert upward == []
 
 
 def test_public_api_is_small_and_declared():
@@ -82,7 +160,6 @@ def test_public_api_is_small_and_declared():
     for name in steering.__all__:
         assert getattr(steering, name) is not None
     assert steering.push is steering.registry.push and steering.save_pairs is steering.pairs.save_pairs
-    importlib.import_module("steering.sweep")  # the alias module must not shadow the function
     assert callable(steering.sweep) and callable(steering.build_pairs) and callable(steering.extract)
 
 
@@ -147,10 +224,12 @@ def test_importing_the_lens_adapter_does_not_patch_transformer_lens():
 def test_every_backend_module_implements_the_protocol():
     from steering.backends import base, hf, lens, nnsight
 
-    wanted = [n for n in dir(base.Backend) if not n.startswith("_")] + ["NAME"]
+    wanted = [n for n in dir(base.Backend) if not n.startswith("_")] + ["NAME", "REMOTE"]
+    remote = [n for n in dir(base.RemoteBackend) if not n.startswith("_")]
     for module in (hf, lens, nnsight):
-        missing = [n for n in wanted if not hasattr(module, n)]
+        missing = [n for n in (remote if module.REMOTE else wanted) if not hasattr(module, n)]
         assert not missing, (module.__name__, missing)
+    assert [m.NAME for m in (hf, lens, nnsight) if m.REMOTE] == ["nnsight"]
 
 
 def test_an_optional_dependency_that_is_missing_names_its_extra():

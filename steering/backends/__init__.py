@@ -12,13 +12,13 @@ from typing import Any, cast
 
 from torch import nn
 
-from ..errors import SteeringError
-from .base import Backend, ModelInfo
+from ..errors import UnsupportedModelError
+from .base import Backend, ModelInfo, RemoteBackend
 
 # (package the model's class, or a base class, comes from) -> adapter module in this folder
 _BY_PACKAGE = {"transformer_lens": "lens", "nnsight": "nnsight"}
 
-__all__ = ["Backend", "ModelInfo", "backend_for"]
+__all__ = ["Backend", "ModelInfo", "RemoteBackend", "backend_for", "remote_backend"]
 
 
 def backend_for(model: Any) -> Backend:
@@ -34,10 +34,21 @@ def backend_for(model: Any) -> Backend:
 
         backend = cast(Backend, hf)
     if backend is None:
-        raise SteeringError(
+        raise UnsupportedModelError(
             f"No backend for a {type(model).__module__}.{type(model).__name__}: pass a Hugging Face "
             "transformers model (an nn.Module with decoder layers), a TransformerLens TransformerBridge "
             "or an nnsight TransformersModel."
         )
     backend.prepare(model)
     return backend
+
+
+def remote_backend(model: Any) -> RemoteBackend:
+    """The adapter for ``model`` if its models can run elsewhere (``REMOTE``), else a clear refusal."""
+    backend = backend_for(model)
+    if not backend.REMOTE:
+        raise UnsupportedModelError(
+            f"remote= needs a model that runs elsewhere (an nnsight model); got a {backend.NAME} one, "
+            f"{type(model).__name__}. Drop remote= to run it locally."
+        )
+    return cast(RemoteBackend, backend)

@@ -27,6 +27,7 @@ class Backend(Protocol):
     """The functions every adapter module defines (see ``backends/README.md``)."""
 
     NAME: str
+    REMOTE: bool  # True: the adapter is also a RemoteBackend (extract(..., remote=) works)
 
     def layers(self, model: Any, override: str | None = None) -> list[nn.Module]: ...
 
@@ -53,6 +54,16 @@ class Backend(Protocol):
         cache: Any = None,
     ) -> tuple[torch.Tensor, Any]: ...
 
+    def bind_inputs(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]: ...
+
+    def past_length(self, bound: dict[str, Any]) -> int | None: ...
+
+    def prepare(self, model: Any) -> None: ...
+
+
+class RemoteBackend(Backend, Protocol):
+    """An adapter whose models can run elsewhere: reads are written inside the runtime's own trace."""
+
     def read_remote(
         self,
         model: Any,
@@ -64,9 +75,3 @@ class Backend(Protocol):
         remote: bool | str,
         override: str | None = None,
     ) -> list[torch.Tensor]: ...
-
-    def bind_inputs(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]: ...
-
-    def past_length(self, bound: dict[str, Any]) -> int | None: ...
-
-    def prepare(self, model: Any) -> None: ...

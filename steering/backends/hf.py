@@ -14,11 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import LayerNotFoundError, UnknownOptionError
+from ..errors import LayerNotFoundError
 from .base import ModelInfo
 from .inputs import position_ids
 
 NAME = "hf"
+REMOTE = False  # a local model: extract(..., remote=) is refused
 FINGERPRINT_SAMPLE = 256  # weights hashed per sampled tensor (enough to tell fine-tunes apart)
 
 # Ordered guesses; the first that resolves to an nn.ModuleList wins.
@@ -159,12 +160,6 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def prepare(model: nn.Module) -> None:
     """Nothing to set up for plain transformers models."""
-
-
-def read_remote(model: Any, *args: Any, **kwargs: Any) -> list[torch.Tensor]:
-    raise UnknownOptionError(
-        f"remote= needs an nnsight model (got a {NAME} one, {type(model).__name__}); drop remote= to run locally."
-    )
 
 
 def device(model: nn.Module) -> torch.device:

@@ -27,6 +27,7 @@ from . import hf
 from .base import ModelInfo
 
 NAME = "transformer_lens"
+REMOTE = False
 
 
 def _hf(model: Any) -> nn.Module:
@@ -86,9 +87,6 @@ def forward(model: Any, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, Any]:
 def prepare(model: Any) -> None:
     """Install :func:`install_cache_fix` (once) before a bridge is used."""
     install_cache_fix()
-
-
-read_remote = hf.read_remote
 
 
 def run(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:

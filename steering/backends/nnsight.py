@@ -6,8 +6,9 @@ reading hook those modules (through :mod:`steering.hooks`) exactly as for the ba
 extraction pass itself goes through ``model.trace``. A model loaded lazily (meta weights) is
 dispatched on first use.
 
-Hosted models (``remote=True``, NDIF) never run our hooks: :mod:`steering.backends.nnsight_remote`
-expresses extraction and steering as nnsight interventions instead.
+Hosted models (``remote=True``, NDIF) never run our hooks: :func:`read_remote` writes the extraction
+read as torch operations inside an nnsight trace (``REMOTE = True``: this adapter supports
+``extract(..., remote=)``), and :mod:`steering.interop.nnsight_remote` steers generation the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .base import ModelInfo
 from .inputs import position_ids
 
 NAME = "nnsight"
+REMOTE = True  # read_remote works: extraction can run where the model lives
 
 
 def _hf(model: Any, dispatch: bool = True) -> nn.Module:
@@ -75,10 +77,44 @@ def device(model: Any) -> torch.device:
     return hf.device(_hf(model))
 
 
-def read_remote(*args: Any, **kwargs: Any) -> list[torch.Tensor]:
-    from .nnsight_remote import read_remote as read
+def layer_envoys(model: Any, override: str | None = None) -> list[Any]:
+    """The decoder layers as nnsight envoys (works on an undispatched, meta-weight model)."""
+    env = model
+    for part in hf.layer_path(model._module, override).split("."):
+        env = getattr(env, part)
+    return [env[i] for i in range(len(env))]
 
-    return read(*args, **kwargs)
+
+def read_remote(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    layers: list[int],
+    idx: torch.Tensor,
+    weights: torch.Tensor,
+    remote: bool | str,
+    override: str | None = None,
+) -> list[torch.Tensor]:
+    """``(B, d)`` weighted means of the ``idx`` positions at each of ``layers``, as one nnsight trace.
+
+    Only torch operations run inside the trace, so it executes where the model lives
+    (``remote=True``: NDIF; ``"local"``: serialised and run here, as a server would).
+    """
+    envs = layer_envoys(model, override)
+    saved = []
+    with model.trace(
+        input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids(attention_mask),
+        use_cache=False,
+        remote=remote,
+    ):
+        for layer in sorted(layers):
+            h = envs[layer].output
+            picked = h.gather(1, idx.to(h.device)[..., None].expand(-1, -1, h.shape[-1]))
+            saved.append((picked.float() * weights.to(h.device)[..., None]).sum(1).detach().cpu().save())
+    order = sorted(layers)
+    return [saved[order.index(layer)] for layer in layers]
 
 
 bind_inputs = hf.bind_inputs

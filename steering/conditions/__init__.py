@@ -15,14 +15,15 @@ Rules combine conditions: ``c1 | c2``, ``c1 & c2``, ``~c1``. A decision made at 
 the behaviour layers *after* ``c`` in the same forward pass, and every layer in later passes: put
 the condition at or before the behaviour's layers when the behaviour acts on the prompt.
 
-:func:`fit_condition` picks the layer and threshold by F1 on labelled prompts and stores them in the
-condition's metadata; ``condition.to_vector()`` makes it a registry artefact like any vector.
+:func:`steering.fit_condition` (:mod:`steering.conditions.fit`) picks the layer and threshold by F1
+on labelled prompts and stores them in the condition's metadata; ``condition.to_vector()`` makes it
+a registry artefact like any vector.
 
-Modules: ``rules.py`` (values), ``gate.py`` (the per-row state during ``steer``), ``fit.py``.
+Modules: ``rules.py`` (values), ``gate.py`` (the per-row state during ``steer``), ``fit.py`` (reads
+activations, so it is not imported here: applying a condition never loads the extraction side).
 """
 
-from .fit import best_threshold, fit_condition
 from .gate import Gate
 from .rules import CHECKS, POSITIONS, SCORES, Condition, Rule, score
 
-__all__ = ["CHECKS", "POSITIONS", "SCORES", "Condition", "Gate", "Rule", "best_threshold", "fit_condition", "score"]
+__all__ = ["CHECKS", "POSITIONS", "SCORES", "Condition", "Gate", "Rule", "score"]

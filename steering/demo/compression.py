@@ -16,8 +16,8 @@ from ..errors import InvalidArgumentError
 from ..evaluate.measure import bootstrap_ci
 from ..evaluate.sweep import best, plot_sweep, sweep
 from .evaluate import Report, measure
-from .job import ASC, FIRST_TOKEN, FRACTIONS, SEEDS, Job, Recipe, model_pairs, say, split_train, steered
-from .report import short
+from .job import ASC, FIRST_TOKEN, FRACTIONS, SEEDS, Job, Recipe, model_pairs, split_train, steered
+from .report import say, short
 from .task import Problem, problems
 
 

@@ -8,8 +8,8 @@ from .. import extract
 from ..calibrate import strength_for_norm
 from ..evaluate.sweep import plot_sweep, sweep
 from .evaluate import measure
-from .job import FRACTIONS, Job, model_pairs, say, split_train, steered
-from .report import paired_gain, short
+from .job import FRACTIONS, Job, model_pairs, split_train, steered
+from .report import paired_gain, say, short
 from .task import problems
 
 

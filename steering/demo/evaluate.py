@@ -1,13 +1,14 @@
-"""Measure the demo task: accuracy, chain length, well-formedness and mode shares of generations."""
+"""The demo task's view of a measurement: :func:`steering.evaluate.measure` plus the task's own shares
+(well-formed chains, reasoning modes)."""
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..evaluate.generation import generate
+from ..evaluate import Measurement
+from ..evaluate import measure as measure_replies
 from .task import Problem, classify, parse_answer, well_formed
 
 # How reasoning models are run (DeepSeek-R1's recommended temperature 0.6, top-p 0.95); 0.7 here.
@@ -16,29 +17,34 @@ SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 0.7, "top_p": 0.95
 
 @dataclass(frozen=True)
 class Report:
-    n: int
-    accuracy: float
-    accuracy_ci: tuple[float, float]  # 95% Wilson interval
-    chain_tokens: float
-    seconds: float
+    measurement: Measurement  # accuracy (bootstrap CI), tokens, seconds, texts, per-reply correctness
     well_formed: float
     direct_share: float
     modes: dict[str, float]
 
+    @property
+    def n(self) -> int:
+        return self.measurement.n
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion ``k / n``.
+    @property
+    def accuracy(self) -> float:
+        return self.measurement.accuracy or 0.0
 
-    Examples:
-        >>> wilson(50, 100)
-        (0.4038, 0.5962)
-    """
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (round(centre - half, 4), round(centre + half, 4))
+    @property
+    def accuracy_ci(self) -> tuple[float, float]:
+        return self.measurement.accuracy_ci or (0.0, 1.0)
+
+    @property
+    def chain_tokens(self) -> float:
+        return self.measurement.tokens
+
+    @property
+    def seconds(self) -> float:
+        return self.measurement.seconds
+
+    @property
+    def correct(self) -> list[bool]:
+        return self.measurement.correct or []
 
 
 def measure(
@@ -53,24 +59,22 @@ def measure(
 ) -> tuple[Report, list[str]]:
     """Generate for every problem (inside any active ``steer`` block) and score the completions."""
     kwargs: dict[str, Any] = {**SAMPLING, "seed": seed} if sample else {}
-    gens, seconds = generate(
-        model, tokenizer, [p.prompt for p in problems], max_new_tokens=max_new_tokens, batch_size=batch_size, **kwargs
+    m = measure_replies(
+        model,
+        tokenizer,
+        [p.prompt for p in problems],
+        gold=[p.answer for p in problems],
+        parse=parse_answer,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        progress=False,
+        **kwargs,
     )
-    texts = [g.text for g in gens]
-    n = len(problems)
-    right = sum(parse_answer(t) == p.answer for t, p in zip(texts, problems))
-    modes = Counter(classify(t) for t in texts)
+    n = m.n
+    modes = Counter(classify(t) for t in m.texts)
     return Report(
-        n=n,
-        accuracy=right / n,
-        accuracy_ci=wilson(right, n),
-        chain_tokens=sum(g.n_tokens for g in gens) / n,
-        seconds=seconds,
-        well_formed=sum(well_formed(t, p) for t, p in zip(texts, problems)) / n,
+        measurement=m,
+        well_formed=sum(well_formed(t, p) for t, p in zip(m.texts, problems)) / n,
         direct_share=modes["direct"] / n,
         modes={k: v / n for k, v in sorted(modes.items())},
-    ), texts
-
-
-def correct(problems: list[Problem], texts: list[str]) -> list[bool]:
-    return [parse_answer(t) == p.answer for t, p in zip(texts, problems)]
+    ), m.texts

@@ -11,16 +11,12 @@ from typing import Any
 
 from .. import SteeringVector, build_pairs, steer
 from ..evaluate.measure import bootstrap_ci
-from .evaluate import Report, correct, measure
+from .evaluate import Report, measure
 from .report import short
 from .task import Problem, classify, problems
 
 FRACTIONS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)  # strength as a fraction of the layer's typical residual norm
 SEEDS = (0, 1, 2)  # sampled evaluations
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 class Recipe:
@@ -75,7 +71,7 @@ class Job:
     def sampled(self, probs: list[Problem], vec: SteeringVector | None, s: float, scope: Any) -> dict[str, Any]:
         """Sampled runs over SEEDS: pooled accuracy and tokens, and each problem's share of right answers."""
         runs = [steered(self.model, vec, s, scope, self.held_out(probs, True, seed)) for seed in SEEDS]
-        per_problem = [sum(c) / len(SEEDS) for c in zip(*(correct(probs, texts) for _, texts in runs))]
+        per_problem = [sum(c) / len(SEEDS) for c in zip(*(r.correct for r, _ in runs))]
         return {
             "accuracy": sum(per_problem) / len(per_problem),
             "accuracy_ci95": list(bootstrap_ci(per_problem)),

@@ -17,12 +17,11 @@ from typing import Any
 import torch
 
 from .. import Registry
-from ..scopes import scope_to_json
 from . import MODEL_DIR, MODEL_ID
 from .compression import compression
 from .elicitation import elicitation
-from .job import FIRST_TOKEN, Job, say
-from .report import card, print_table, short
+from .job import FIRST_TOKEN, Job
+from .report import card, print_table, say, short
 
 
 def load(path: Path | None = None) -> tuple[Any, Any]:
@@ -62,10 +61,11 @@ def run_toy(args: Any) -> dict[str, Any]:
     registry = Registry(args.registry or out / "vectors")
     base_g, steered_g = comp["results"]["baseline/greedy"], comp["results"][f"{FIRST_TOKEN.name}/greedy"]
     registry.save(
-        comp["vec"].with_metadata(recommended_scope=scope_to_json(FIRST_TOKEN.scope)),
+        comp["vec"],
         "concise-cot",
         model=MODEL_ID,
         recommended_strength=c["strength"],
+        recommended_scope=FIRST_TOKEN.scope,
         overwrite=True,
         card=card(
             "concise-cot",
@@ -81,10 +81,11 @@ def run_toy(args: Any) -> dict[str, Any]:
         ),
     )
     registry.save(
-        elic["vec"].with_metadata(recommended_scope="prompt_last"),
+        elic["vec"],
         "elicit-reasoning",
         model=MODEL_ID,
         recommended_strength=e["strength"],
+        recommended_scope="prompt_last",
         overwrite=True,
         card=card(
             "elicit-reasoning",

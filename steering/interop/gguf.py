@@ -19,9 +19,10 @@ import torch
 
 from ..atomic import atomic_write
 from ..errors import ShapeMismatchError, VectorFileError, require
-from ..scopes import require_every_position
+from ..scopes import ScopeSpec
 from ..vector import SteeringVector
 from .convert import imported_vector
+from .runtimes import require_every_position
 
 ARCH = "controlvector"
 META_KEY = "steering.metadata"
@@ -37,7 +38,7 @@ def export_gguf(
     *,
     strength: float = 1.0,
     model_hint: str | None = None,
-    scope: Any = None,
+    scope: ScopeSpec | None = None,
 ) -> Path:
     """Write ``strength * vector`` as a llama.cpp control vector; returns the path.
 

@@ -19,13 +19,14 @@ from typing import Any
 from ..atomic import atomic_write_bytes
 from ..errors import UnknownOptionError
 from ..markers import Tokens, encode_markers
+from ..scopes import ScopeSpec
 from ..vector import SteeringVector
 from .gguf import export_gguf
 
 _ALL = [-1]  # EasySteer: -1 = every token
 
 
-def _triggers(scope: Any, tokenizer: Any) -> dict[str, list[int]]:
+def _triggers(scope: ScopeSpec, tokenizer: Any) -> dict[str, list[int]]:
     parts = scope if isinstance(scope, (tuple, list)) else (scope,)
     out: dict[str, list[int]] = {}
 
@@ -70,7 +71,7 @@ def export_vllm(
     name: str,
     *,
     strength: float = 1.0,
-    scope: Any = "all",
+    scope: ScopeSpec = "all",
     tokenizer: Any = None,
 ) -> dict[str, Any]:
     """Write ``<name>.gguf`` and ``<name>.request.json`` (the ``SteerVectorRequest`` keyword arguments).

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InvalidArgumentError
-from ..scopes import require_every_position
+from .runtimes import require_every_position
 
 EXTENSION = "steering.interop.vllm.SteeringExtension"
 

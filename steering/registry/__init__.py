@@ -8,18 +8,7 @@
 - :mod:`~steering.registry.push`: :func:`push` to a folder or a Hub repository (one commit).
 """
 
-from .index import (
-    SCHEMA,
-    SCHEMA_VERSION,
-    check_name,
-    find_entry,
-    merge_layers,
-    model_slug,
-    parse_index,
-    safe_relpath,
-    select_layers,
-    sha256_file,
-)
+from .index import SCHEMA, SCHEMA_VERSION, Entry, find_entry, model_slug, sha256_file
 from .local import Registry
 from .pull import StaleCacheWarning, fetch_index, pull, pull_card
 from .push import push
@@ -28,20 +17,16 @@ from .sources import cache_dir, is_offline
 __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
+    "Entry",
     "Registry",
     "StaleCacheWarning",
     "cache_dir",
-    "check_name",
     "fetch_index",
     "find_entry",
     "is_offline",
-    "merge_layers",
     "model_slug",
-    "parse_index",
     "pull",
     "pull_card",
     "push",
-    "safe_relpath",
-    "select_layers",
     "sha256_file",
 ]

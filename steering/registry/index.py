@@ -12,10 +12,11 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidArgumentError, RegistryError, VectorNotFoundError
+from ..errors import InvalidArgumentError, ListedFileMissingError, RegistryError, VectorNotFoundError
 from ..vector import SteeringVector
 
 SCHEMA = "steering.registry"
@@ -40,6 +41,41 @@ SUMMARY_KEYS = (
     "recommended_scope",
     "library_version",
 )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a registry index: a vector (one file per layer) or another artefact (``files["file"]``).
+
+    ``files`` maps a layer (as a string) or ``"file"`` to ``{"path", "sha256", "size"}``; ``metadata`` is
+    the summary the index keeps (method, site, recommended strength and scope, ...); ``card`` is the
+    card's file record, if any.
+    """
+
+    model: str
+    name: str
+    kind: str
+    layers: list[int]
+    files: dict[str, dict[str, Any]]
+    metadata: dict[str, Any]
+    card: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> Entry:
+        return cls(
+            model=entry["model"],
+            name=entry["name"],
+            kind=entry.get("kind", VECTOR),
+            layers=list(entry.get("layers", [])),
+            files=dict(entry["files"]),
+            metadata=dict(entry.get("metadata") or {}),
+            card=entry.get("card") or None,
+        )
+
+    @property
+    def recommended_strength(self) -> float | None:
+        value = self.metadata.get("recommended_strength")
+        return float(value) if value is not None else None
 
 
 def empty_index() -> dict[str, Any]:
@@ -205,7 +241,7 @@ def verified_bytes(path: Path, rec: dict[str, Any], where: str) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise VectorNotFoundError(f"{where}: {rec['path']} is listed in the index but missing.") from None
+        raise ListedFileMissingError(f"{where}: {rec['path']} is listed in the index but missing.") from None
     except OSError as e:
         raise RegistryError(f"{where}: {rec['path']} could not be read ({e.strerror or e}).") from None
     got = hashlib.sha256(data).hexdigest()

@@ -14,7 +14,6 @@ is specified in ``docs/registry-format.md``.
 
 from __future__ import annotations
 
-import builtins
 import json
 import math
 import os
@@ -25,11 +24,14 @@ from typing import Any
 
 from .._version import __version__
 from ..atomic import atomic_write_bytes, remove_stale_temps
-from ..errors import InvalidArgumentError, RegistryError, VectorNotFoundError
+from ..errors import InvalidArgumentError, ListedFileMissingError, RegistryError
+from ..scope_json import scope_to_json
+from ..scopes import ScopeSpec
 from ..vector import SteeringVector
 from .index import (
     SUMMARY_KEYS,
     VECTOR,
+    Entry,
     check_name,
     empty_index,
     file_record,
@@ -101,9 +103,9 @@ class Registry:
             raise RegistryError(f"{self.index_path} could not be read ({e.strerror or e}).") from None
         return parse_index(raw, str(self.index_path))
 
-    def list(self, model: str | None = None) -> builtins.list[dict[str, Any]]:
-        """Entries (as dicts), optionally only those for ``model``."""
-        return [e for e in self.index()["entries"] if model is None or e["model"] == model]
+    def entries(self, model: str | None = None) -> list[Entry]:
+        """The index's entries, optionally only those for ``model``."""
+        return [Entry.from_json(e) for e in self.index()["entries"] if model is None or e["model"] == model]
 
     # --- writing -------------------------------------------------------------------------------
     def save(
@@ -114,12 +116,15 @@ class Registry:
         model: str | None = None,
         card: str | None = None,
         recommended_strength: float | None = None,
+        recommended_scope: ScopeSpec | None = None,
         overwrite: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Entry:
         """Add ``vector`` as ``name`` (one file per layer, + ``card.md``); atomic for readers and under kills.
 
         ``recommended_strength`` is in the unit :func:`steering.steer` takes (a raw multiplier of the
-        direction); ``steer(model, vec)`` without a strength uses it.
+        direction); ``recommended_scope`` is any scope ``steer`` takes (``"prompt_last"``,
+        ``Window(0, 8)``, ``Span(...)``, tuples), stored as JSON. ``steer(model, vec)`` without a
+        strength or scope uses them.
         """
         if not isinstance(vector, SteeringVector):
             raise InvalidArgumentError(f"Registry.save needs a SteeringVector, got {type(vector).__name__}.")
@@ -139,6 +144,8 @@ class Registry:
         strength = check_strength(recommended_strength)
         if strength is not None:
             meta["recommended_strength"] = strength
+        if recommended_scope is not None:
+            meta["recommended_scope"] = scope_to_json(recommended_scope)
 
         def files() -> dict[str, Any]:
             out = {}
@@ -160,7 +167,7 @@ class Registry:
         metadata: dict[str, Any] | None = None,
         card: str | None = None,
         overwrite: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Entry:
         """Add another kind of artefact (e.g. ``kind="softcot"``: a soft-thoughts projection) as one file.
 
         The entry has ``kind``, one file under ``files["file"]`` (sha256-checked like layers) and
@@ -192,7 +199,7 @@ class Registry:
 
     def _put(
         self, model: str, name: str, card: str | None, overwrite: bool, files: Callable[[], dict[str, Any]]
-    ) -> dict[str, Any]:
+    ) -> Entry:
         """Under the lock: refuse a duplicate, write the new files, swap the index, remove what only the old used."""
         from filelock import FileLock
 
@@ -213,7 +220,7 @@ class Registry:
             index["entries"].sort(key=lambda e: (e["model"], e["name"]))
             atomic_write_bytes(self.index_path, (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
             self._remove_unlisted(f"{model_slug(model)}/{name}", index)
-        return entry
+        return Entry.from_json(entry)
 
     def _remove_unlisted(self, folder: str, index: dict[str, Any]) -> None:
         """Delete files in an entry's folder that the index no longer lists (the old version, a killed save's)."""
@@ -234,8 +241,8 @@ class Registry:
         for attempt in range(READ_ATTEMPTS):
             try:
                 return read(self.index())
-            except VectorNotFoundError as e:
-                if "listed in the index but missing" not in str(e) or attempt == READ_ATTEMPTS - 1:
+            except ListedFileMissingError:
+                if attempt == READ_ATTEMPTS - 1:
                     raise
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -256,7 +263,7 @@ class Registry:
 
         return self._read(read)  # type: ignore[no-any-return]
 
-    def load(self, name: str, model: str | None = None, layers: builtins.list[int] | None = None) -> SteeringVector:
+    def load(self, name: str, model: str | None = None, layers: list[int] | None = None) -> SteeringVector:
         """Load a vector (all its layers, or ``layers``), checking each file's sha256 and layer against the index."""
 
         def read(index: dict[str, Any]) -> SteeringVector:

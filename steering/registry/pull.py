@@ -23,7 +23,7 @@ from ..vector import SteeringVector
 from .download import DEFAULT_TIMEOUT
 from .index import VECTOR, find_entry, layer_vector, merge_layers, parse_index, safe_relpath, select_layers
 from .local import Registry
-from .sources import HttpSource, cache_dir, is_offline, is_remote, open_source, resolve
+from .sources import Source, cache_dir, is_offline, is_remote, open_source, resolve
 
 
 class StaleCacheWarning(UserWarning):
@@ -43,15 +43,15 @@ def fetch_index(
     if not is_remote(source):
         return Registry(source).index()
     remote = open_source(source, offline=offline, timeout=timeout, deadline=deadline)
-    if not isinstance(remote, HttpSource):
+    if remote.caches_itself:
         return parse_index(remote.index(), source)
     cached = cache_dir() / "indexes" / f"{remote.cache_key()}.json"
     if offline:
         if not cached.is_file():
             raise OfflineError(
-                f"Offline, and no index from {remote.base} is cached (looked in {cached}). Pull once online first."
+                f"Offline, and no index from {remote.name} is cached (looked in {cached}). Pull once online first."
             )
-        return parse_index(cached.read_bytes(), f"cached index of {remote.base}")
+        return parse_index(cached.read_bytes(), f"cached index of {remote.name}")
     try:
         raw = remote.index()
     except UnreachableError as e:
@@ -59,13 +59,13 @@ def fetch_index(
             raise
         age = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(cached.stat().st_mtime))
         warnings.warn(f"{e} Using the index cached on {age} ({cached}).", StaleCacheWarning, stacklevel=3)
-        return parse_index(cached.read_bytes(), f"cached index of {remote.base}")
+        return parse_index(cached.read_bytes(), f"cached index of {remote.name}")
     index = parse_index(raw, source)
     atomic_write_bytes(cached, raw)
     return index
 
 
-def cached_file(remote: Any, rec: dict[str, Any], suffix: str, offline: bool, what: str) -> bytes:
+def cached_file(remote: Source, rec: dict[str, Any], suffix: str, offline: bool, what: str) -> bytes:
     """The bytes of the file ``rec`` names, whose sha256 matches the index (cached by content)."""
     rel, want = safe_relpath(rec["path"]), rec["sha256"]
     blob = cache_dir() / "blobs" / f"{want}{suffix}"
@@ -75,8 +75,7 @@ def cached_file(remote: Any, rec: dict[str, Any], suffix: str, offline: bool, wh
         if hashlib.sha256(data).hexdigest() == want:
             return data
         corrupt = True
-    http = isinstance(remote, HttpSource)
-    if offline and http:
+    if offline and not remote.caches_itself:
         state = f"is in the cache but corrupt (sha256 mismatch at {blob})" if corrupt else "is not cached"
         raise OfflineError(f"Offline, and {what} ({rel}, sha256 {want[:12]}…) {state}. Pull it once online.")
     remove_stale_temps(blob.parent)  # what killed downloads left behind

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DownloadError, RegistryError
+from ..scopes import ScopeSpec
 from ..vector import SteeringVector
+from .index import Entry
 from .local import Registry
 from .sources import HUB_PREFIX, HubSpec, hub_kwargs
 
@@ -27,12 +29,19 @@ def push(
     model: str | None = None,
     card: str | None = None,
     recommended_strength: float | None = None,
+    recommended_scope: ScopeSpec | None = None,
     overwrite: bool = False,
     token: str | None = None,
-) -> dict[str, Any]:
+) -> Entry:
     """Add ``vector`` as ``name`` to the registry ``to`` (a folder or ``hf://org/repo``); returns its entry."""
     to = str(to)
-    save: dict[str, Any] = dict(model=model, card=card, recommended_strength=recommended_strength, overwrite=overwrite)
+    save: dict[str, Any] = dict(
+        model=model,
+        card=card,
+        recommended_strength=recommended_strength,
+        recommended_scope=recommended_scope,
+        overwrite=overwrite,
+    )
     if to.startswith(("http://", "https://")):
         raise RegistryError(
             f"Cannot push to {to!r}: a static HTTPS registry is read-only. Push into the folder your server "
@@ -57,12 +66,12 @@ def push(
         except (HfHubHTTPError, OSError, ValueError) as e:  # HTTP errors; no connection (after retries)
             raise DownloadError(f"hf://{hub.repo}: could not read index.json ({e}).") from None
         entry = Registry(tmp).save(vector, name, **save)
-        paths = [rec["path"] for rec in entry["files"].values()]
-        paths += [entry["card"]["path"]] if entry.get("card") else []
+        paths = [rec["path"] for rec in entry.files.values()]
+        paths += [entry.card["path"]] if entry.card else []
         ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(Path(tmp) / p)) for p in [*paths, "index.json"]]
         try:
             HfApi(endpoint=env["endpoint"], token=token).create_commit(
-                hub.repo, ops, commit_message=f"Add steering vector {entry['model']}/{name}", revision=hub.revision
+                hub.repo, ops, commit_message=f"Add steering vector {entry.model}/{name}", revision=hub.revision
             )
         except HfHubHTTPError as e:
             raise DownloadError(f"hf://{hub.repo}: the commit was refused ({e}).") from None

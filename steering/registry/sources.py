@@ -97,7 +97,16 @@ def http_base(url: str) -> str:
 
 
 class Source(Protocol):
+    """A remote registry: its index and files by relative path.
+
+    ``caches_itself``: the source keeps its own offline cache (the Hub's); otherwise :mod:`.pull`
+    caches the index under :meth:`cache_key` and the files by content.
+    """
+
     name: str
+    caches_itself: bool
+
+    def cache_key(self) -> str: ...
 
     def index(self) -> bytes: ...
 
@@ -105,6 +114,8 @@ class Source(Protocol):
 
 
 class HttpSource:
+    caches_itself = False
+
     def __init__(self, url: str, timeout: float, deadline: float | None, progress: bool) -> None:
         if not url.startswith(("https://", "http://")):
             raise RegistryError(f"Unsupported source {url!r}.")
@@ -130,9 +141,14 @@ class HttpSource:
 
 
 class HubSource:
+    caches_itself = True  # huggingface_hub's cache, HF_HUB_OFFLINE
+
     def __init__(self, spec: str, offline: bool) -> None:
         hub = HubSpec.parse(spec)
         self.name, self.repo, self.revision, self.offline = spec, hub.repo, hub.revision, offline
+
+    def cache_key(self) -> str:
+        return hashlib.sha256(self.name.encode()).hexdigest()[:24]
 
     def _get(self, filename: str) -> Path:
         from huggingface_hub import hf_hub_download
@@ -167,7 +183,7 @@ def open_source(
     timeout: float = DEFAULT_TIMEOUT,
     deadline: float | None = None,
     progress: bool = False,
-) -> HttpSource | HubSource:
+) -> Source:
     if source.startswith(HUB_PREFIX):
         return HubSource(source, offline)
     return HttpSource(source, timeout, deadline, progress)

@@ -9,8 +9,7 @@ import pytest
 import torch
 from servers import serve
 
-import steering.hub as hub
-from steering import SteeringVector
+from steering import SteeringVector, pull
 from steering.errors import DownloadError, OfflineError, RegistryError, VectorNotFoundError
 from steering.registry import Registry, sha256_file
 
@@ -25,7 +24,7 @@ def published(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     vec = SteeringVector({1: torch.arange(8.0), 2: torch.ones(8)}, {"model": "org/tiny", "hidden_size": 8})
     entry = Registry(tmp_path / "remote").save(vec, name="concise", card="card")
-    LAYER1 = entry["files"]["1"]["path"]
+    LAYER1 = entry.files["1"]["path"]
     with serve(tmp_path / "remote") as server:
         yield server, vec, tmp_path / "cache"
 
@@ -37,15 +36,15 @@ def blobs(cache):
 
 def test_pull_over_http_then_offline_from_cache(published):
     server, vec, cache = published
-    got = hub.pull("concise", model="org/tiny", source=f"{server.url}/index.json", progress=False)
+    got = pull("concise", model="org/tiny", source=f"{server.url}/index.json", progress=False)
     assert got.layers == [1, 2] and torch.equal(got.directions[1], vec.directions[1])
     assert len(blobs(cache)) == 2
     n = len(server.requests)
-    again = hub.pull("concise", source=server.url, progress=False)  # folder URL works too
+    again = pull("concise", source=server.url, progress=False)  # folder URL works too
     assert torch.equal(again.directions[2], vec.directions[2])
     assert len(server.requests) == n + 1  # only the index was fetched; files came from the cache
     server.shutdown()  # no network at all now
-    off = hub.pull("concise", source=server.url, offline=True)
+    off = pull("concise", source=server.url, offline=True)
     assert torch.equal(off.directions[1], vec.directions[1])
 
 
@@ -53,11 +52,11 @@ def test_offline_env_var_and_missing_cache_entry(published, monkeypatch):
     server, _, cache = published
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match="no index"):
-        hub.pull("concise", source=server.url)
+        pull("concise", source=server.url)
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    hub.pull("concise", source=server.url, layers=[1], progress=False)
+    pull("concise", source=server.url, layers=[1], progress=False)
     with pytest.raises(OfflineError, match="layer 2"):
-        hub.pull("concise", source=server.url, layers=[2], offline=True)
+        pull("concise", source=server.url, layers=[2], offline=True)
     assert server.requests.count("index.json") == 1
 
 
@@ -75,12 +74,12 @@ def test_faulty_file_downloads_fail_cleanly(published, fault, error, match):
     server, _, cache = published
     server.faults[LAYER1] = fault
     with pytest.raises(error, match=match):
-        hub.pull("concise", source=server.url, progress=False)
+        pull("concise", source=server.url, progress=False)
     assert all(not name.startswith(".") for name in blobs(cache))  # no temp files
     for name in blobs(cache):  # whatever is cached is good
         assert sha256_file(cache / "blobs" / name) == name.split(".")[0]
     server.faults.clear()
-    assert hub.pull("concise", source=server.url, progress=False).layers == [1, 2]
+    assert pull("concise", source=server.url, progress=False).layers == [1, 2]
 
 
 def test_slow_server_times_out(published):
@@ -88,7 +87,7 @@ def test_slow_server_times_out(published):
     server.faults[LAYER1] = "slow"
     server.slow_seconds = 2.0
     with pytest.raises(DownloadError, match=r"stopped sending for timeout=0\.3s"):
-        hub.pull("concise", source=server.url, timeout=0.3, progress=False)
+        pull("concise", source=server.url, timeout=0.3, progress=False)
     assert len(blobs(cache)) <= 1  # layer 2 may be cached; layer 1 is not, and no temp file is left
 
 
@@ -96,13 +95,13 @@ def test_index_faults(published):
     server, _, _ = published
     server.faults["index.json"] = 500
     with pytest.raises(DownloadError, match="500"):
-        hub.pull("concise", source=server.url)
+        pull("concise", source=server.url)
     server.faults["index.json"] = "wrong"
     with pytest.raises(RegistryError, match="index"):
-        hub.pull("concise", source=server.url)
+        pull("concise", source=server.url)
     server.faults.clear()
     with pytest.raises(VectorNotFoundError, match="concise"):
-        hub.pull("consice", source=server.url)
+        pull("consice", source=server.url)
 
 
 def test_connection_refused(published):
@@ -111,22 +110,22 @@ def test_connection_refused(published):
     server.shutdown()
     server.server_close()
     with pytest.raises(DownloadError, match="could not connect"):
-        hub.pull("concise", source=url, timeout=2)
+        pull("concise", source=url, timeout=2)
 
 
 def test_corrupted_cache_entry_is_replaced(published):
     server, vec, cache = published
-    hub.pull("concise", source=server.url, progress=False)
+    pull("concise", source=server.url, progress=False)
     for name in blobs(cache):
         (cache / "blobs" / name).write_bytes(b"garbage")
-    got = hub.pull("concise", source=server.url, progress=False)
+    got = pull("concise", source=server.url, progress=False)
     assert torch.equal(got.directions[1], vec.directions[1])
 
 
 def test_two_processes_pulling_at_once_both_get_a_good_file(published):
     server, vec, cache = published
     code = (
-        "import steering.hub as h, sys; v = h.pull('concise', source=sys.argv[1], progress=False);"
+        "import steering, sys; v = steering.pull('concise', source=sys.argv[1], progress=False);"
         "print(float(v.directions[1].sum()))"
     )
     procs = [
@@ -142,27 +141,27 @@ def test_hub_source_through_huggingface_hub(published, tmp_path, monkeypatch):
     server, vec, _ = published
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    got = hub.pull("concise", source="hf://org/vectors@main", progress=False)
+    got = pull("concise", source="hf://org/vectors@main", progress=False)
     assert torch.equal(got.directions[1], vec.directions[1])
     assert any(r.endswith(LAYER1) for r in server.requests)
     server.faults[LAYER1] = "wrong"  # the Hub path is verified too
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache-2"))
     with pytest.raises(RegistryError, match="sha256"):
-        hub.pull("concise", source="hf://org/vectors", progress=False)
+        pull("concise", source="hf://org/vectors", progress=False)
 
 
 def test_local_folder_source_and_missing_source(published, tmp_path, monkeypatch):
     _, vec, _ = published
-    got = hub.pull("concise", source=tmp_path / "remote")
+    got = pull("concise", source=tmp_path / "remote")
     assert torch.equal(got.directions[2], vec.directions[2])
     with pytest.raises(RegistryError, match="STEERING_REGISTRY"):
-        hub.pull("concise")
+        pull("concise")
     monkeypatch.setenv("STEERING_REGISTRY", str(tmp_path / "remote"))
-    assert hub.pull("concise").layers == [1, 2]
+    assert pull("concise").layers == [1, 2]
 
 
 def test_push_to_a_hub_repository_then_pull_it_back(tmp_path, monkeypatch):
-    from steering.publish import push
+    from steering.registry import push
 
     monkeypatch.setenv("STEERING_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
@@ -175,8 +174,8 @@ def test_push_to_a_hub_repository_then_pull_it_back(tmp_path, monkeypatch):
         push(a, "first", "hf://org/vectors", card="# first")  # creates the registry
         push(b, "second", "hf://org/vectors")  # keeps the first entry
         assert server.commits == 2
-        assert [e["name"] for e in Registry(tmp_path / "repo").list()] == ["first", "second"]
-        got = hub.pull("first", source="hf://org/vectors", progress=False)
+        assert [e.name for e in Registry(tmp_path / "repo").entries()] == ["first", "second"]
+        got = pull("first", source="hf://org/vectors", progress=False)
         assert torch.equal(got.directions[1], a.directions[1])
         with pytest.raises(RegistryError, match="overwrite"):
             push(a, "first", "hf://org/vectors")

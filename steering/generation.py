@@ -1,5 +1,0 @@
-"""Alias of :mod:`steering.evaluate.generation`, kept for existing imports."""
-
-from .evaluate.generation import Generation, generate
-
-__all__ = ["Generation", "generate"]

@@ -1,0 +1,8 @@
+"""Loading models: a local folder, a hub id or a GGUF file (:mod:`~steering.models.files`), and the
+real pretrained models this project is tested on offline (:mod:`~steering.models.reference`).
+"""
+
+from .files import load, save_dequantized, split_gguf
+from .reference import SMOLLM2_ID, smollm2, smollm2_path
+
+__all__ = ["SMOLLM2_ID", "load", "save_dequantized", "smollm2", "smollm2_path", "split_gguf"]

@@ -1,5 +1,0 @@
-"""Alias of :mod:`steering.registry.push`, kept for existing imports."""
-
-from .registry.push import push
-
-__all__ = ["push"]
