@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from conftest import ARCHS, make_model, make_tokenizer
@@ -251,7 +253,6 @@ def test_token_scope_without_input_ids_raises_and_cleans_up():
 
 
 def test_fingerprint_mismatch_warns_and_strict_false_overrides():
-    import warnings
 
     from steering.apply import FingerprintWarning
 
@@ -295,3 +296,16 @@ def test_projection_matches_hidden_states_on_every_token(tokenizer):
     assert plot_projection(proj).axes  # renders
     with pytest.raises(steering.SteeringError, match="layers"):
         project(model, tokenizer, text, vec, layer=0)
+
+
+def test_strength_overflow_is_refused_not_silently_nan():
+    tok = make_tokenizer()
+    model = make_model("llama", tok)
+    v = SteeringVector({1: torch.ones(32)})
+    with pytest.raises(InvalidArgumentError, match="overflows"):
+        with steering.steer(model, v, 1e308):
+            pass
+    half = model.to(torch.float16)
+    with pytest.raises(InvalidArgumentError, match=r"overflows torch\.float16"), torch.no_grad():
+        with steering.steer(half, v, 1e6):
+            half(torch.tensor([[1, 5, 6]]))

@@ -144,9 +144,7 @@ def test_forced_continuation_keeps_prompt_tied_steering_where_generation_had_it(
 
     model, tok = load()
     reg = steering.Registry(ROOT / "vectors")
-    strength = next(e for e in reg.entries(model=MODEL_ID) if e.name == "concise-cot").metadata[
-        "recommended_strength"
-    ]
+    strength = next(e for e in reg.entries(model=MODEL_ID) if e.name == "concise-cot").metadata["recommended_strength"]
     prompt = problems(1, "addsub", seed=41)[0].prompt
     with steering.steer(model, reg.load("concise-cot"), strength, scope="prompt_last"):
         (full,), _ = generate(model, tok, [prompt], max_new_tokens=40)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import warnings
+
 import pytest
 import torch
 from conftest import make_model, make_tokenizer
@@ -84,3 +87,45 @@ def test_handles_are_idempotent_under_double_exit():
     ctx.__enter__()
     ctx.__exit__(None, None, None)
     assert count_hooks(model) == before
+
+
+def test_steering_acts_only_in_the_thread_that_entered_the_block():
+    tok = make_tokenizer()
+    model = make_model("llama", tok)
+    v = SteeringVector({1: 5 * torch.ones(32)}, {"n_layers": 3})
+    x = torch.tensor([[1, 5, 6, 7]])
+    with torch.no_grad():
+        plain = model(x).logits
+        with steering.steer(model, v, 1.0):
+            steered = model(x).logits
+    other: list[torch.Tensor] = []
+    inside, release = threading.Event(), threading.Event()
+
+    def elsewhere() -> None:
+        inside.wait(10)
+        with torch.no_grad():
+            other.append(model(x).logits)
+        release.set()
+
+    t = threading.Thread(target=elsewhere)
+    t.start()
+    with torch.no_grad(), steering.steer(model, v, 1.0):
+        inside.set()
+        release.wait(10)
+        mine = model(x).logits
+    t.join()
+    assert not torch.equal(plain, steered)
+    assert torch.equal(other[0], plain) and torch.equal(mine, steered)
+    # attach() is for servers: it steers every thread until removed.
+    handle = steering.attach(model, v, 1.0)
+    try:
+        out: list[torch.Tensor] = []
+        worker = threading.Thread(target=lambda: out.append(model(x).logits.detach()))
+        worker.start()
+        worker.join()
+        assert torch.equal(out[0], steered)
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, plain)
+    warnings.simplefilter("default")

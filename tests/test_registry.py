@@ -32,7 +32,7 @@ def test_save_writes_layout_index_and_card(tmp_path):
     assert sorted([*(r["path"] for r in entry.files.values()), entry.card["path"]]) == files[2:]
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["schema"] == "steering.registry" and index["version"] == 1
-    assert index["entries"] == [entry]
+    assert index["entries"] == [entry.to_json()]
     assert entry.layers == [1, 3] and entry.metadata["recommended_strength"] == 4.0
     one = SteeringVector.load(tmp_path / entry.files["3"]["path"])
     assert one.layers == [3] and one.metadata["name"] == "concise-cot" and one.metadata["model"] == "org/tiny"

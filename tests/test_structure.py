@@ -80,7 +80,7 @@ def test_removed_alias_modules_are_gone(old):
 LAYERS = [
     ["_version", "errors", "atomic", "hooks", "markers", "sites", "fileformat", "backends.base", "backends.inputs"],
     ["backends", "vector", "aggregate", "positions", "models"],
-    ["prompts", "pairs", "provenance", "scopes", "tracker"],
+    ["prompts", "pairs", "provenance", "scopes", "scope_json", "tracker"],
     ["extract", "evaluate", "conditions"],
     ["apply", "build_pairs", "conditions.fit", "registry"],
     ["calibrate", "interop", "softcot"],
@@ -117,8 +117,11 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def layer_of(module: str) -> int:
+    """The layer of a module: its longest listed prefix (``""`` is the package itself); unlisted fails."""
     name = module.removeprefix("steering").removeprefix(".")
-    best = max((p for row in LAYERS for p in row if name == p or name.startswith(p + ".") or p == ""), key=len)
+    found = [p for row in LAYERS for p in row if name == p or (p and name.startswith(p + "."))]
+    assert found, f"{module} is in no layer of LAYERS: add it where it belongs"
+    best = max(found, key=len)
     return next(i for i, row in enumerate(LAYERS) if best in row)
 
 

@@ -8,8 +8,17 @@ import torch
 from safetensors.torch import save_file
 
 from steering import SteeringVector
-from steering.errors import ShapeMismatchError, VectorFileError
-from steering.sites import parse_site, site_name
+from steering.errors import (
+    DegenerateVectorError,
+    InvalidArgumentError,
+    ShapeMismatchError,
+    VectorFileError,
+)
+
+
+def reliability_vec(seed: int = 0, layers=(1, 2), model="org/tiny", **meta) -> SteeringVector:
+    g = torch.Generator().manual_seed(seed)
+    return SteeringVector({la: torch.randn(64, generator=g) for la in layers}, {"model": model, **meta})
 
 
 def vec(**meta):
@@ -117,8 +126,37 @@ def test_save_refuses_non_json_metadata(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_site_names_round_trip():
-    for layer in (0, 7, 31):
-        assert parse_site(site_name(layer)) == layer
-    with pytest.raises(ValueError):
-        parse_site("model.layers.3")
+def test_degenerate_vectors_and_headers_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from steering.calibrate import strength_for_norm
+
+    zero = SteeringVector({1: torch.zeros(8)}, {"diagnostics": {"1": {"typical_resid_norm": 5.0}}})
+    with pytest.raises(DegenerateVectorError, match="no direction"):
+        strength_for_norm(zero, 0.25)  # it used to recommend 1.1e13
+    with pytest.raises(ShapeMismatchError, match="non-empty"):
+        SteeringVector({1: torch.zeros(0)})
+    save_file(
+        {"blocks.1.hook_resid_post": torch.ones(3)},
+        tmp_path / "list.safetensors",
+        metadata={"format": "steering.vector", "format_version": "1", "metadata": "[1, 2]"},
+    )
+    with pytest.raises(VectorFileError, match="JSON list"):
+        SteeringVector.load(tmp_path / "list.safetensors")
+    with pytest.raises(VectorFileError, match="pickle"):
+        reliability_vec().save(tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_vector_arithmetic_keeps_the_pinning_and_blames_the_right_operand():
+    pinned = reliability_vec(model="org/tiny", fingerprint="aaaa", n_layers=4)
+    bare = SteeringVector({1: torch.ones(64)})
+    assert (bare + pinned).metadata["fingerprint"] == "aaaa" and (bare + pinned).metadata["model"] == "org/tiny"
+    with pytest.raises(ShapeMismatchError, match="fingerprint"):
+        pinned + reliability_vec(1, model="org/tiny", fingerprint="bbbb")
+    with pytest.raises(InvalidArgumentError, match="nan"):
+        pinned * float("nan")
+    withdiag = pinned.with_metadata(diagnostics={"1": {"norm": 1.0, "typical_resid_norm": 9.0}, "2": {"norm": 1.0}})
+    doubled = 2 * withdiag
+    assert doubled.metadata["diagnostics"]["1"]["norm"] == pytest.approx(2 * float(withdiag.directions[1].norm()))
+    assert doubled.metadata["diagnostics"]["1"]["typical_resid_norm"] == 9.0

@@ -72,6 +72,16 @@ class Entry:
             card=entry.get("card") or None,
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """The entry as ``index.json`` holds it."""
+        out: dict[str, Any] = {"model": self.model, "name": self.name, "layers": self.layers, "files": self.files}
+        out["metadata"] = self.metadata
+        if self.kind != VECTOR:
+            out["kind"] = self.kind
+        if self.card:
+            out["card"] = self.card
+        return out
+
     @property
     def recommended_strength(self) -> float | None:
         value = self.metadata.get("recommended_strength")
