@@ -44,15 +44,8 @@ def build_pairs(
         raise PairError(f"generated_side must be 'positive' or 'negative', got {generated_side!r}.")
     if len(prompts) != len(given):
         raise PairError(f"{len(prompts)} prompts but {len(given)} given completions; they must pair up.")
-    gens, _ = generate(
-        model,
-        tokenizer,
-        list(prompts),
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        progress=progress,
-        **generate_kwargs,
-    )
+    opts = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "progress": progress, **generate_kwargs}
+    gens, _ = generate(model, tokenizer, list(prompts), **opts)
     pairs = []
     for prompt, want, got in zip(prompts, given, gens):
         if not got.text.strip() or (keep_if is not None and not keep_if(prompt, got.text)):

@@ -60,45 +60,29 @@ def run_toy(args: Any) -> dict[str, Any]:
     c, e = comp["summary"], elic["summary"]
     registry = Registry(args.registry or out / "vectors")
     base_g, steered_g = comp["results"]["baseline/greedy"], comp["results"][f"{FIRST_TOKEN.name}/greedy"]
-    registry.save(
-        comp["vec"],
+    concise_card = card(
         "concise-cot",
-        model=MODEL_ID,
-        recommended_strength=c["strength"],
-        recommended_scope=FIRST_TOKEN.scope,
-        overwrite=True,
-        card=card(
-            "concise-cot",
-            comp["vec"],
-            c["layer"],
-            c["strength"],
-            base_g,
-            steered_g,
-            c["reduction"],
-            c["speedup"],
-            len(comp["pairs"]),
-            sampled=c["sampled"].get(f"{FIRST_TOKEN.name} vs baseline"),
-        ),
+        comp["vec"],
+        c["layer"],
+        c["strength"],
+        base_g,
+        steered_g,
+        c["reduction"],
+        c["speedup"],
+        len(comp["pairs"]),
+        sampled=c["sampled"].get(f"{FIRST_TOKEN.name} vs baseline"),
     )
-    registry.save(
-        elic["vec"],
-        "elicit-reasoning",
-        model=MODEL_ID,
-        recommended_strength=e["strength"],
-        recommended_scope="prompt_last",
-        overwrite=True,
-        card=card(
-            "elicit-reasoning",
-            elic["vec"],
-            e["layer"],
-            e["strength"],
-            elic["base"],
-            elic["steered"],
-            None,
-            None,
-            len(elic["pairs"]),
-        ),
-    )
+    elicit_card = card(
+        "elicit-reasoning", elic["vec"], e["layer"], e["strength"], elic["base"], elic["steered"], None, None,
+        len(elic["pairs"]),
+    )  # fmt: skip
+    for name, vec, strength, scope, text in (
+        ("concise-cot", comp["vec"], c["strength"], FIRST_TOKEN.scope, concise_card),
+        ("elicit-reasoning", elic["vec"], e["strength"], "prompt_last", elicit_card),
+    ):
+        registry.save(
+            vec, name, model=MODEL_ID, recommended_strength=strength, recommended_scope=scope, overwrite=True, card=text
+        )
     summary = {
         "n_problems": args.n_problems,
         "compression": c,
