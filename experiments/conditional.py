@@ -20,11 +20,11 @@ import torch
 
 from steering import Pair, extract, fit_condition, steer
 from steering.calibrate import strength_for_norm
-from steering.demo.evaluate import measure, wilson
+from steering.demo.evaluate import measure
 from steering.demo.main import load
 from steering.demo.report import paired_gain
 from steering.demo.task import Problem, parse_answer, problems
-from steering.evaluate import generate
+from steering.evaluate import generate, wilson
 
 OPENING = " Let me think step by step."  # how the model's own verbose chains start
 

@@ -34,10 +34,10 @@ import torch
 from steering import Registry, steer
 from steering.backends.inputs import left_pad
 from steering.demo import MODEL_ID
-from steering.demo.evaluate import measure, wilson
+from steering.demo.evaluate import measure
 from steering.demo.main import load
 from steering.demo.task import Problem, classify, held_out, parse_answer, problems
-from steering.evaluate import add_mistake, early_answering, filler, generate, information_gain, substitution
+from steering.evaluate import add_mistake, early_answering, filler, generate, information_gain, substitution, wilson
 from steering.evaluate.measure import bootstrap_ci
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"  # the checkout's registry (this script runs from one)

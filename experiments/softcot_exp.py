@@ -25,9 +25,10 @@ import torch
 from steering import Pair, Registry, extract, steer
 from steering.calibrate import strength_for_norm
 from steering.demo import MODEL_ID
-from steering.demo.evaluate import measure, wilson
+from steering.demo.evaluate import measure
 from steering.demo.main import load
 from steering.demo.task import Problem, classify, parse_answer, problems
+from steering.evaluate import wilson
 from steering.softcot import SoftThoughts, save_soft_thoughts, soft_thoughts, train_soft_thoughts, with_placeholders
 
 K = 2

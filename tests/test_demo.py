@@ -12,7 +12,7 @@ import torch
 import steering
 from steering import fit_condition
 from steering.demo import MODEL_DIR, MODEL_ID
-from steering.demo.evaluate import measure, wilson
+from steering.demo.evaluate import measure
 from steering.demo.main import load
 from steering.demo.task import MODES, classify, held_out, parse_answer, problems, well_formed
 from steering.evaluate import early_answering, filler, generate, information_gain, substitution
@@ -98,9 +98,15 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     assert "Compression (held-out addsub problems)" in capsys.readouterr().out
 
 
-def test_wilson_interval():
-    lo, hi = wilson(82, 100)
-    assert lo < 0.82 < hi and 0.72 < lo and hi < 0.89
+def test_the_demo_measures_through_the_library():
+    """One measurement stack: the demo's report is steering.evaluate.measure plus the task's shares."""
+    model, tok = load()
+    report, texts = measure(model, tok, problems(20, "addsub", seed=3))
+    m = report.measurement
+    assert isinstance(m, steering.evaluate.Measurement) and m.texts == texts and m.n == 20
+    assert report.accuracy == m.accuracy and report.chain_tokens == m.tokens
+    lo, hi = report.accuracy_ci
+    assert lo <= report.accuracy <= hi
 
 
 # --- the library's measures on a model that really reasons (moved here: library tests use tiny models) ---

@@ -18,7 +18,7 @@ from .faithfulness import EarlyAnswering, Substitution, add_mistake, early_answe
 from .generation import Generation, generate
 from .information import InformationGain, information_gain
 from .length import length_curve
-from .measure import Comparison, Measurement, compare, degeneration, measure
+from .measure import Comparison, Measurement, compare, degeneration, measure, wilson
 from .projection import Projection, plot_projection, project
 from .sweep import best, plot_sweep, sweep
 from .tip import ThoughtSwitchPenalty, underthinking_score
@@ -48,4 +48,5 @@ __all__ = [
     "substitution",
     "sweep",
     "underthinking_score",
+    "wilson",
 ]

@@ -20,6 +20,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -50,6 +51,21 @@ def contains(answer: str, gold: str | Sequence[str]) -> bool:
     """Does ``answer`` hold ``gold`` (or one of several accepted strings) as a whole word, ignoring case?"""
     options = [gold] if isinstance(gold, str) else list(gold)
     return any(re.search(rf"(?<![\w-]){re.escape(str(g))}(?![\w-])", answer, re.I) for g in options)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion ``k / n`` (a share of problems, without the replies).
+
+    Examples:
+        >>> wilson(50, 100)
+        (0.4038, 0.5962)
+    """
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (round(centre - half, 4), round(centre + half, 4))
 
 
 def bootstrap_ci(
