@@ -38,13 +38,18 @@ def main() -> None:
         "model": str(folder),
         "prompts": [steering.prompts.encode(tok, [{"role": "user", "content": q}]) for q in questions],
         "new_tokens": 32,
-        "vector": str(vec.save(tmp / "v.safetensors")),
+        "vector": "concise-answers",
         "strength": vec.metadata["recommended_strength"],
         "throughput_reps": args.reps,
     }
     (tmp / "spec.json").write_text(json.dumps(spec))
     python = ROOT / ".venv-vllm" / "bin" / "python"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_LOGGING_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "VLLM_LOGGING_LEVEL": "WARNING",
+        "STEERING_REGISTRY": str(ROOT / "vectors"),
+    }
     subprocess.run(
         [str(python), str(ROOT / "tests" / "vllm_worker.py"), str(tmp / "spec.json"), str(tmp / "out.json")],
         check=True,

@@ -15,6 +15,7 @@ from .conditions.fit import fit_condition
 from .errors import SteeringError
 from .evaluate import compare, measure, sweep
 from .extract import extract
+from .hooks import detach_all
 from .markers import Tokens
 from .pairs import Pair, load_pairs, save_pairs
 from .registry import Registry, pull, push
@@ -36,6 +37,7 @@ __all__ = [
     "build_pairs",
     "calibrate",
     "compare",
+    "detach_all",
     "extract",
     "fit_condition",
     "load_pairs",

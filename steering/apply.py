@@ -100,6 +100,10 @@ def check_compatible(
         )
 
 
+class DroppedHandleWarning(UserWarning):
+    """An ``attach`` handle was lost while its hooks were on the model (``steering.detach_all`` removes them)."""
+
+
 @dataclass
 class Steering:
     """What a ``steer`` block or an ``attach`` handle applies; ``remove()`` detaches it (idempotent)."""
@@ -124,6 +128,19 @@ class Steering:
 
     def __exit__(self, *exc: Any) -> None:
         self.remove()
+
+    def __del__(self) -> None:
+        try:
+            if self.active:
+                warnings.warn(
+                    f"A steering handle (layers {self.vector.layers}) was garbage-collected while attached: its "
+                    "hooks stay on the model. Keep the handle and call handle.remove(), or call "
+                    "steering.detach_all(model).",
+                    DroppedHandleWarning,
+                    stacklevel=2,
+                )
+        except Exception:  # interpreter shutdown: nothing left to warn with
+            pass
 
     def __repr__(self) -> str:
         how = {k: "" if v == "argument" else f" ({v})" for k, v in self.chosen_by.items()}
@@ -166,6 +183,18 @@ def _gate(when: Any, tracker: Tracker, tokenizer: Any, info: ModelInfo) -> Gate 
     return Gate(when, tracker, tokenizer)
 
 
+def _check_norm_input(steered: Tensor, layer: int, s: float) -> None:
+    """Refuse a steered stream whose squares overflow float32: the next norm would divide by ``inf``,
+    every logit would become 0 and generation would silently emit one token over and over."""
+    if not bool(torch.isfinite(steered.float().pow(2).mean(-1)).all()):
+        peak = float(steered.detach().float().abs().amax())
+        raise InvalidArgumentError(
+            f"strength={s:g} makes layer {layer}'s residual stream reach {peak:.3g}; its square overflows float32 "
+            "in the next normalisation, so the model would output nothing meaningful. Use a strength of the order "
+            "of the residual norm (steering.calibrate.strength_for_norm(vec, 0.5) is a typical start)."
+        )
+
+
 def _writer(
     vector: SteeringVector, layer: int, op: Operator, s: float, tracker: Tracker, gate: Gate | None
 ) -> Callable[..., Any]:
@@ -184,6 +213,7 @@ def _writer(
             mask = rows[:, None].expand(-1, h.shape[1]) if mask is True else mask.to(h.device) & rows[:, None]
         key = (h.device, h.dtype)
         v = cache.get(key)
+        first = v is None
         if v is None:  # moved once per device and dtype (models split with device_map work)
             v = direction.to(device=h.device, dtype=h.dtype)
             v = s * v if op is _add else v  # "add": one fused add per call
@@ -193,6 +223,8 @@ def _writer(
                 )
             cache[key] = v
         steered = h + v if op is _add else op(h, v, s)
+        if first:  # once per block: the next layer's norm squares the stream (RMSNorm's mean of x**2)
+            _check_norm_input(steered, layer, s)
         if mask is not True:
             steered = torch.where(mask.to(h.device)[..., None], steered, h)
         return replace_output(output, steered)

@@ -12,12 +12,30 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import SteeringError
 
 DEFAULT_REGISTRY = "vectors"  # used when neither --registry nor $STEERING_REGISTRY is given
 USER_ERRORS = (SteeringError, OSError, UnicodeError, ValueError)  # transformers says "can't load" with OSError
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if chr(c) not in "\n\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``), newlines and tabs kept: registry names,
+    metadata and cards come from anyone, and raw ESC / OSC sequences would drive the terminal.
+
+    Examples:
+        >>> printable("ok\x1b]52;c;cGF5bG9hZA==\x07 done")
+        'ok\\x1b]52;c;cGF5bG9hZA==\\x07 done'
+    """
+    return text.translate(_CONTROL)
+
+
+def say(text: str, *, file: Any = None) -> None:
+    print(printable(text), file=file or sys.stdout)
 
 
 def _layers(text: str) -> list[int]:
@@ -38,15 +56,15 @@ def cmd_list(args: argparse.Namespace) -> None:
         if args.model is None or e["model"] == args.model
     ]
     if args.json:
-        print(json.dumps(entries, indent=2))
+        say(json.dumps(entries, indent=2))
         return
     if not entries:
-        print(f"(no vectors in {registry})")
+        say(f"(no vectors in {registry})")
     for e in entries:
         meta = e.get("metadata", {})
         strength = meta.get("recommended_strength")
         extra = f"  strength {strength:g}" if isinstance(strength, (int, float)) else ""
-        print(
+        say(
             f"{e['model']}  {e['name']}  layers {e['layers']}  {meta.get('method', '?')}@{meta.get('position', '?')}"
             + extra
         )
@@ -59,10 +77,10 @@ def cmd_show(args: argparse.Namespace) -> None:
 
     registry = resolve(args.registry, DEFAULT_REGISTRY)
     entry = find_entry(fetch_index(registry, offline=args.offline), args.name, args.model, registry, kind=None)
-    print(json.dumps({k: entry[k] for k in ("model", "name", "kind", "layers", "metadata") if k in entry}, indent=2))
+    say(json.dumps({k: entry[k] for k in ("model", "name", "kind", "layers", "metadata") if k in entry}, indent=2))
     card = pull_card(args.name, args.model, registry, offline=args.offline)
     if card:
-        print("\n" + card)
+        say("\n" + card)
 
 
 def cmd_pull(args: argparse.Namespace) -> None:
@@ -71,9 +89,9 @@ def cmd_pull(args: argparse.Namespace) -> None:
     vec = pull(args.name, args.model, args.source, args.layers, offline=args.offline)
     if args.out:
         vec.save(args.out)
-        print(f"saved {args.name} (layers {vec.layers}) to {args.out}")
+        say(f"saved {args.name} (layers {vec.layers}) to {args.out}")
     else:
-        print(f"{args.name}: layers {vec.layers}, cached (use --out FILE to write a copy)")
+        say(f"{args.name}: layers {vec.layers}, cached (use --out FILE to write a copy)")
 
 
 def cmd_push(args: argparse.Namespace) -> None:
@@ -91,11 +109,12 @@ def cmd_push(args: argparse.Namespace) -> None:
         recommended_strength=args.strength,
         overwrite=args.overwrite,
     )
-    print(f"pushed {entry.model}/{entry.name} (layers {entry.layers}) to {args.to}")
+    say(f"pushed {entry.model}/{entry.name} (layers {entry.layers}) to {args.to}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     from .interop import export_gguf, export_vllm, to_svec
+    from .interop.convert import export_strength
     from .vector import SteeringVector
 
     vec = SteeringVector.load(args.vector)
@@ -105,13 +124,13 @@ def cmd_export(args: argparse.Namespace) -> None:
     if args.format == "gguf":
         export_gguf(vec, out, strength=args.strength, model_hint=args.model_hint, scope=args.scope)
     elif args.format == "svec":
-        to_svec(vec * args.strength, out)
+        to_svec(vec * export_strength(vec, args.strength, "svec"), out)
     else:
         given = args.scope or "all"
         scope = tuple(given.split(",")) if "," in given else given
         export_vllm(vec, out.parent, out.name, strength=args.strength, scope=scope)
         out = out.parent / f"{out.name}.gguf"
-    print(f"wrote {out} (layers {vec.layers}, strength {args.strength:g})")
+    say(f"wrote {out} (layers {vec.layers}, strength {args.strength:g})")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -122,7 +141,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     if args.model:
         vec = vec.with_metadata(model=args.model)
     vec.save(args.out)
-    print(f"imported {args.file} ({fmt}, layers {vec.layers}, width {vec.hidden_size}) to {args.out}")
+    say(f"imported {args.file} ({fmt}, layers {vec.layers}, width {vec.hidden_size}) to {args.out}")
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
@@ -141,7 +160,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
     )
     vec.save(args.out)
     norms = {la: round(d["norm"], 3) for la, d in vec.metadata["diagnostics"].items()}
-    print(f"saved {args.out}: layers {vec.layers}, norms {norms}")
+    say(f"saved {args.out}: layers {vec.layers}, norms {norms}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -150,8 +169,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run(args)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (and the verb's usage a ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        say(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+DTYPES = ("auto", "float32", "float16", "bfloat16", "float64")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="steering", description=__doc__)
+    p = Parser(prog="steering", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -199,7 +229,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="mean_diff", choices=["mean_diff", "pca", "probe"])
     s.add_argument("--position", default="last")
     s.add_argument("--batch-size", type=int, default=16)
-    s.add_argument("--dtype", default="auto")
+    s.add_argument("--dtype", default="auto", choices=DTYPES)
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_extract)
 
@@ -249,15 +279,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.position = int(args.position) if args.position.lstrip("-").isdigit() else args.position
     try:
         args.fn(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        say(f"steering {args.command}: interrupted", file=sys.stderr)
+        return 130
     except USER_ERRORS as e:
         if args.debug:
             raise
-        print(f"steering {args.command}: {one_line(e)}", file=sys.stderr)
+        say(f"steering {args.command}: {one_line(e)}", file=sys.stderr)
         return 2
     except Exception as e:
         if args.debug:
             raise
-        print(
+        say(
             f"steering {args.command}: internal error: {one_line(e)}; re-run with --debug and report it.",
             file=sys.stderr,
         )

@@ -153,6 +153,22 @@ def typical_norm(norms: list[Tensor]) -> float | None:
     return float(flat.median()) if flat.numel() else None
 
 
+def _check_lengths(seqs: list[list[int]], reads: list[list[int]], limit: int | None) -> None:
+    """Refuse sequences longer than the model takes (before a forward pass that would fail, or run for minutes)."""
+    if limit is None:
+        return
+    needed = [max(r) + 1 for r in reads]  # each sequence runs up to its last read position
+    worst = max(range(len(needed)), key=needed.__getitem__)
+    if needed[worst] > limit:
+        n_over = sum(n > limit for n in needed)
+        raise PairError(
+            f"pair {worst // 2} ({'positive' if worst % 2 == 0 else 'negative'}) needs {needed[worst]} tokens "
+            f"(prompt + completion up to the read position); the model takes at most {limit} "
+            f"({n_over} of {len(needed)} sequences are too long). Shorten the prompts, or read an earlier position "
+            "(position='first' costs the prompt plus one token)."
+        )
+
+
 def _check_direction(direction: Tensor, layer: int, resid: float, position: Position) -> None:
     norm = float(direction.norm())
     if norm <= DEGENERATE * max(resid, 1.0):
@@ -208,6 +224,7 @@ def extract(
     layer_ids = normalize_layers(layers, info.n_layers)
 
     seqs, reads = tokenize_pairs(tokenizer, pairs, resolve)
+    _check_lengths(seqs, reads, info.max_positions)
     norms: dict[int, list[Tensor]] = {}
     acts = read_activations(
         model,

@@ -15,14 +15,62 @@ Examples:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor
 
-from .errors import VectorFileError
+from .errors import InvalidArgumentError, VectorFileError
 
 HEADER_LIMIT = 100 << 20  # safetensors' own cap on the JSON header
+MAX_FILE_BYTES = 256 << 20  # no vector, card or artefact file is larger; STEERING_MAX_FILE_BYTES changes it
+
+
+def max_file_bytes() -> int:
+    """The hard cap on any one file read or downloaded (``STEERING_MAX_FILE_BYTES``, default 256 MiB)."""
+    raw = os.environ.get("STEERING_MAX_FILE_BYTES")
+    if raw is None:
+        return MAX_FILE_BYTES
+    if not raw.isascii() or not raw.isdigit() or int(raw) == 0:
+        raise InvalidArgumentError(f"STEERING_MAX_FILE_BYTES must be a positive number of bytes, got {raw!r}.")
+    return int(raw)
+
+
+def check_file_size(size: int, where: str) -> None:
+    """Refuse a file over :func:`max_file_bytes` before reading or downloading it."""
+    cap = max_file_bytes()
+    if size > cap:
+        raise VectorFileError(
+            f"{where} is {size} bytes, over the {cap}-byte cap on one file (max_file_bytes, "
+            "STEERING_MAX_FILE_BYTES); refused before reading. Raise the cap if the file is really this large."
+        )
+
+
+def load_json(
+    text: str | bytes, where: str, error: type[Exception] = VectorFileError, *, allow_nan: bool = True
+) -> Any:
+    """Parse untrusted JSON, failing with ``error`` (never ``RecursionError``) and naming ``where``.
+
+    ``allow_nan=False`` refuses ``NaN`` / ``Infinity``, which are not JSON (indexes must be portable).
+
+    Examples:
+        >>> load_json('{"a": [1]}', "example")
+        {'a': [1]}
+        >>> load_json("[" * 100000, "deep.json")
+        Traceback (most recent call last):
+        steering.errors.VectorFileError: deep.json: the JSON nests too deeply to parse; refused.
+    """
+
+    def refuse(constant: str) -> Any:
+        raise error(f"{where}: {constant} is not a JSON number (numbers must be finite); refused.")
+
+    try:
+        return json.loads(text, parse_constant=None if allow_nan else refuse)
+    except RecursionError:
+        raise error(f"{where}: the JSON nests too deeply to parse; refused.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{where}: not valid JSON ({e}).") from None
 
 
 def dump_metadata(metadata: Mapping[str, Any]) -> str:
@@ -56,10 +104,7 @@ def read_header(raw: Mapping[str, str], format: str, version: int, where: str) -
         raise VectorFileError(
             f"{where} has {format} format_version {got}; this library reads {version}. Upgrade steering."
         )
-    try:
-        meta = json.loads(raw["metadata"])
-    except json.JSONDecodeError as e:
-        raise VectorFileError(f"{where}: the metadata header is not valid JSON ({e.msg}).") from None
+    meta = load_json(raw["metadata"], f"{where}: the metadata header")
     if not isinstance(meta, dict):
         raise VectorFileError(
             f"{where}: the metadata header is a JSON {type(meta).__name__}; expected an object ({{...}})."
@@ -75,12 +120,13 @@ def parse_safetensors(data: bytes, where: str) -> tuple[dict[str, Tensor], dict[
     if len(data) < 8:
         raise VectorFileError(f"{where} is not a readable safetensors file (only {len(data)} bytes).")
     n = int.from_bytes(data[:8], "little")
-    if n > min(HEADER_LIMIT, len(data) - 8):
+    if n > min(HEADER_LIMIT, len(data) - 8):  # the length field is the file's own bytes: never echo it
         raise VectorFileError(
-            f"{where} is not a readable safetensors file (its header claims {n} bytes of {len(data)})."
+            f"{where} is not a readable safetensors file (its header length does not fit its {len(data)} bytes)."
         )
+    header = load_json(data[8 : 8 + n], where)
     try:
-        raw = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+        raw = header.get("__metadata__") or {}
         tensors = load(data)
     except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError) as e:
         raise VectorFileError(f"{where} is not a readable safetensors file ({e}).") from None

@@ -16,6 +16,8 @@ with ``context_local=False`` (``steering.attach``) acts in every thread.
 from __future__ import annotations
 
 import functools
+import itertools
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,8 +26,12 @@ from typing import Any, Literal
 
 from torch import nn
 
-# The attached blocks active in the current context (thread / asyncio task).
+# The attached blocks active in the current context (thread / asyncio task), by a key never reused
+# (id() of a dead object is: a context copied inside an ended block would match a later block).
 _ACTIVE: ContextVar[frozenset[int]] = ContextVar("steering_active_blocks", default=frozenset())
+_KEYS = itertools.count(1)
+# Every live attachment, by each module it hooks: detach_all(model) finds them even when the handle is lost.
+_LIVE: weakref.WeakKeyDictionary[nn.Module, list[Attachment]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class Attachment:
 
     def __init__(self, hooks: Sequence[Hook], *, key: int | None = None) -> None:
         self._handles: list[Any] = []
+        self._modules: list[weakref.ref[nn.Module]] = []
         try:
             for h in hooks:
                 fn = h.fn if key is None else _only_in(key, h.fn)
@@ -64,6 +71,8 @@ class Attachment:
                 else:
                     raise ValueError(f"Hook.kind must be 'forward' or 'pre', got {h.kind!r}.")
                 self._handles.append(handle)
+                _LIVE.setdefault(h.module, []).append(self)
+                self._modules.append(weakref.ref(h.module))
         except BaseException:
             self.remove()
             raise
@@ -76,6 +85,11 @@ class Attachment:
         """Detach every hook this attachment registered (a second call does nothing)."""
         while self._handles:
             self._handles.pop().remove()
+        while self._modules:
+            module = self._modules.pop()()
+            mine = _LIVE.get(module) if module is not None else None
+            if mine is not None and self in mine:
+                mine.remove(self)
 
     def __enter__(self) -> Attachment:
         return self
@@ -87,11 +101,11 @@ class Attachment:
 @contextmanager
 def attached(hooks: Sequence[Hook]) -> Iterator[Attachment]:
     """Attach ``hooks`` for the duration of the block, in this context only; always remove them afterwards."""
-    key = object()
-    token = _ACTIVE.set(_ACTIVE.get() | {id(key)})
+    key = next(_KEYS)
+    token = _ACTIVE.set(_ACTIVE.get() | {key})
     attachment = None
     try:
-        attachment = Attachment(hooks, key=id(key))
+        attachment = Attachment(hooks, key=key)
         yield attachment
     finally:
         if attachment is not None:
@@ -99,7 +113,16 @@ def attached(hooks: Sequence[Hook]) -> Iterator[Attachment]:
         try:
             _ACTIVE.reset(token)
         except ValueError:  # left in another context than it was entered in
-            _ACTIVE.set(_ACTIVE.get() - {id(key)})
+            _ACTIVE.set(_ACTIVE.get() - {key})
+
+
+def detach_all(model: nn.Module) -> int:
+    """Remove every hook this library attached to ``model`` or its submodules (also those of handles
+    that were dropped without ``remove()``); returns how many attachments went."""
+    gone = {id(a): a for m in model.modules() for a in list(_LIVE.get(m, []))}
+    for attachment in gone.values():
+        attachment.remove()
+    return len(gone)
 
 
 def count_hooks(model: nn.Module) -> int:

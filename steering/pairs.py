@@ -17,6 +17,7 @@ from typing import Any
 
 from .atomic import atomic_write_bytes
 from .errors import InvalidArgumentError, PairError
+from .fileformat import load_json
 from .prompts import check_prompt
 
 _FIELDS = ("prompt", "positive", "negative")
@@ -95,10 +96,7 @@ def load_pairs(source: str | os.PathLike[str] | Iterable[Pair | Mapping[str, str
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PairError(f"{path}:{lineno}: not valid JSON ({e.msg}).") from None
+            row = load_json(line, f"{path}:{lineno}", PairError)
             pairs.append(_pair_from_row(row, f"{path}:{lineno}"))
     else:
         pairs = [_pair_from_row(row, f"pair {i}") for i, row in enumerate(source)]

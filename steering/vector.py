@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .atomic import atomic_write_bytes
 from .errors import InvalidArgumentError, ShapeMismatchError, VectorFileError
-from .fileformat import from_bytes, to_bytes
+from .fileformat import check_file_size, from_bytes, to_bytes
 from .sites import parse_site, site_name
 
 FORMAT = "steering.vector"
@@ -238,6 +238,7 @@ class SteeringVector:
         if not path.is_file():
             raise VectorFileError(f"No vector file at {str(path)!r}.")
         try:
+            check_file_size(path.stat().st_size, str(path))
             data = path.read_bytes()
         except OSError as e:
             raise VectorFileError(f"{path} could not be read ({e.strerror or e}).") from None

@@ -82,6 +82,27 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "stall":  # accept the connection, never answer
             time.sleep(self.server.slow_seconds)
             return
+        if fault == "trickle_headers":  # a status line and headers one byte at a time, never a read timeout
+            head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 40) for i in range(40))
+            for i in range(len(head)):
+                try:
+                    self.wfile.write(head[i : i + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(self.server.trickle_seconds)
+            return
+        if isinstance(fault, tuple):  # (status, times, Retry-After or None): answer status the first times
+            code, times, after = fault
+            seen = self.server.counts.get(self.rel, 0)
+            if seen < times:
+                self.server.counts[self.rel] = seen + 1
+                self.send_response(code)
+                if after is not None:
+                    self.send_header("Retry-After", str(after))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
         if fault in (404, 500) or file is None:
             code = fault if isinstance(fault, int) else 404
             self.send_response(code)
@@ -129,6 +150,7 @@ class RegistryServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.root = root
         self.faults: dict[str, object] = {}
+        self.counts: dict[str, int] = {}  # answers given so far under a (status, times, after) fault
         self.requests: list[str] = []
         self.commits = 0
         self.slow_seconds = 2.0

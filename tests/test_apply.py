@@ -309,3 +309,17 @@ def test_strength_overflow_is_refused_not_silently_nan():
     with pytest.raises(InvalidArgumentError, match=r"overflows torch\.float16"), torch.no_grad():
         with steering.steer(half, v, 1e6):
             half(torch.tensor([[1, 5, 6]]))
+
+
+def test_a_strength_whose_stream_overflows_the_next_norm_is_refused():
+    """At 1e20 the sum is finite, but the next RMSNorm's mean of x**2 overflows float32: every logit
+    became 0 and generate emitted pad tokens, silently. Now the first steered pass refuses."""
+    tok = make_tokenizer()
+    model = make_model("llama", tok)
+    v = SteeringVector({1: torch.ones(32)})
+    x = torch.tensor([[1, 5, 6, 7]])
+    with pytest.raises(InvalidArgumentError, match="overflows float32 in the next normalisation"):
+        with steering.steer(model, v, 1e20), torch.no_grad():
+            model.generate(x, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    with torch.no_grad(), steering.steer(model, v, 1e3):  # large but representable: allowed
+        assert torch.isfinite(model(x).logits).all()

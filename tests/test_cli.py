@@ -166,3 +166,121 @@ def test_list_honours_steering_registry(saved, capsys, monkeypatch):
     monkeypatch.setenv("STEERING_REGISTRY", str(tmp / "reg"))
     assert main(["list"]) == 0
     assert "concise" in capsys.readouterr().out
+
+
+# --- hostile input: nothing raw reaches the terminal, nothing half-written reaches the disk ----------
+
+
+def test_list_and_show_escape_terminal_control_sequences(saved, capsys):
+    tmp, path, vec = saved
+    reg = tmp / "reg"
+    evil = "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J"  # OSC 52 (write the clipboard), clear the screen
+    from steering import Registry
+
+    Registry(reg).save(vec.with_metadata(method="mean\x1b[31m_diff"), "x", card=f"# card{evil}\nline two\n")
+    assert main(["list", "--registry", str(reg)]) == 0
+    assert main(["show", "x", "--registry", str(reg)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]52;c;" in out and "line two" in out and "mean\\x1b[31m_diff" in out
+
+
+@pytest.mark.parametrize("strength", ["nan", "inf", "1e39"])
+@pytest.mark.parametrize("fmt", ["gguf", "vllm", "svec"])
+def test_export_refuses_a_non_finite_strength_and_writes_nothing(saved, capsys, strength, fmt):
+    tmp, path, _ = saved
+    out = tmp / "out" / ("v.svec" if fmt == "svec" else "v.gguf" if fmt == "gguf" else "v")
+    out.parent.mkdir()
+    assert main(["export", str(path), "--format", fmt, "--out", str(out), "--strength", strength]) == 2
+    err = capsys.readouterr().err
+    assert "finite" in err or "overflows" in err, err
+    assert list(out.parent.iterdir()) == []
+
+
+def test_a_vllm_export_with_a_bad_scope_leaves_no_gguf(saved, capsys):
+    tmp, path, _ = saved
+    (tmp / "out").mkdir()
+    assert main(["export", str(path), "--format", "vllm", "--out", str(tmp / "out" / "v"), "--scope", "banana"]) == 2
+    assert list((tmp / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (
+            ["extract", "--model", "m", "--pairs", "p", "--layers", "0", "--out", "x", "--dtype", "banana"],
+            "invalid choice",
+        ),
+        (["list", "--bogus"], "unrecognized arguments"),
+        (["pull"], "required"),
+    ],
+)
+def test_argument_errors_are_one_line(capsys, argv, match):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and match in err and "usage:" not in err, err
+
+
+def test_deeply_nested_json_is_a_user_error_everywhere(saved, capsys):
+    tmp, path, _ = saved
+    (tmp / "deep").mkdir()
+    (tmp / "deep" / "index.json").write_text("[" * 100000)
+    (tmp / "deep.jsonl").write_text("[" * 100000 + "\n")
+    (tmp / "deep.svec").write_text("[" * 100000)
+    for argv in (
+        ["list", "--registry", str(tmp / "deep")],
+        ["extract", "--model", str(tmp), "--pairs", str(tmp / "deep.jsonl"), "--layers", "0", "--out", "x"],
+        ["import", str(tmp / "deep.svec"), "--out", str(tmp / "o.safetensors")],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "internal error" not in err, err
+
+
+def test_a_pickled_model_is_refused_in_one_line(tmp_path, capsys):
+    """torch's weights-only loader refuses a pickle that would run code; the CLI says so in one line."""
+    import os
+    import pickle
+
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=2, vocab_size=64)  # fmt: skip
+    cfg.save_pretrained(tmp_path / "m")
+    from conftest import make_tokenizer
+
+    make_tokenizer().save_pretrained(tmp_path / "m")
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    (tmp_path / "m" / "pytorch_model.bin").write_bytes(pickle.dumps({"x": Payload()}))
+    (tmp_path / "p.jsonl").write_text('{"prompt": "q", "positive": " a", "negative": " b"}\n')
+    argv = ["extract", "--model", str(tmp_path / "m"), "--pairs", str(tmp_path / "p.jsonl"), "--layers", "0"]
+    assert main([*argv, "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pickle" in err and not (tmp_path / "pwned").exists(), err
+
+
+def test_ctrl_c_during_extract_is_one_line_and_exit_130(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import make_model, make_tokenizer
+
+    make_model("llama", make_tokenizer()).save_pretrained(tmp_path / "m")
+    make_tokenizer().save_pretrained(tmp_path / "m")
+    row = json.dumps({"prompt": "q " * 20, "positive": " a" * 20, "negative": " b" * 20})
+    (tmp_path / "p.jsonl").write_text((row + "\n") * 20000)  # long enough to interrupt
+    cmd = [sys.executable, "-m", "steering.cli", "extract", "--model", str(tmp_path / "m"), "--pairs"]
+    cmd += [str(tmp_path / "p.jsonl"), "--layers", "0", "--batch-size", "1", "--out", str(tmp_path / "x.safetensors")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "steering extract: interrupted", err
+    assert "Traceback" not in err, err

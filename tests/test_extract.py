@@ -212,3 +212,15 @@ def test_empty_completion_is_refused():
         steering.Pair("Q", "", " b")
     with pytest.raises(PairError, match="empty"):
         steering.load_pairs([{"prompt": "Q", "positive": " a", "negative": ""}])
+
+
+def test_prompts_longer_than_the_model_takes_are_refused_with_the_numbers():
+    tok = make_tokenizer()
+    model = make_model("llama", tok)
+    limit = model.config.max_position_embeddings
+    long = steering.Pair("q " * (limit + 50), " a", " b")
+    with pytest.raises(PairError, match=rf"pair 1 \((positive|negative)\) needs \d+ tokens.*at most {limit} \(2 of 4"):
+        steering.extract(model, tok, [steering.Pair("q", " a", " b"), long], layers=[1])
+    # reading the first completion token of a long completion stays fine: only what is read must fit
+    ok = steering.Pair("q", " a" + " b" * (limit + 50), " b" + " a" * (limit + 50))
+    assert steering.extract(model, tok, [ok], layers=[1], position="first").layers == [1]

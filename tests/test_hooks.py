@@ -129,3 +129,41 @@ def test_steering_acts_only_in_the_thread_that_entered_the_block():
     with torch.no_grad():
         assert torch.equal(model(x).logits, plain)
     warnings.simplefilter("default")
+
+
+def test_a_context_copied_inside_an_ended_block_is_never_steered_by_a_later_one():
+    """Block keys are never reused. They were id(object()), which CPython hands out again at once: a
+    context copied inside an ended block (an asyncio task that outlives it) ran the next block's hooks
+    (100 leaks in 100 tries before the fix)."""
+    import contextvars
+
+    module = torch.nn.Linear(2, 2)
+    fired: list[int] = []
+    hooks = [Hook(module, lambda *a: fired.append(1))]
+    x = torch.ones(1, 2)
+    leaks = 0
+    for _ in range(100):
+        with attached([]):
+            stale = contextvars.copy_context()  # e.g. a task created inside the block
+        with attached(hooks):
+            before = len(fired)
+            stale.run(module, x)
+            leaks += len(fired) > before
+            module(x)  # the block's own context is steered
+    assert leaks == 0 and len(fired) == 100
+
+
+def test_detach_all_removes_the_hooks_of_a_dropped_handle_and_warns():
+    import gc
+
+    tok = make_tokenizer()
+    model = make_model("llama", tok)
+    before = count_hooks(model)
+    v = SteeringVector({1: torch.ones(32)}, {"n_layers": 3})
+    with pytest.warns(steering.apply.DroppedHandleWarning, match="detach_all"):
+        steering.attach(model, v, 1.0)  # the handle is dropped at once
+        gc.collect()
+    assert count_hooks(model) > before  # its hooks stayed
+    kept = steering.attach(model, v, 2.0)
+    assert steering.detach_all(model) == 2 and count_hooks(model) == before and not kept.active
+    assert steering.detach_all(model) == 0

@@ -119,15 +119,19 @@ def test_every_position_runtimes_refuse_a_vector_meant_for_another_scope(vec, tm
     from steering.interop.vllm import SteeringExtension
 
     prompt_last = vec.with_metadata(recommended_scope="prompt_last")
-    path = prompt_last.save(tmp_path / "pl.safetensors")
     with pytest.raises(UnknownOptionError, match=r"llama.cpp steers every position.*meant for scope 'prompt_last'"):
         export_gguf(prompt_last, tmp_path / "pl.gguf")
     assert not (tmp_path / "pl.gguf").exists()
     assert import_gguf(export_gguf(prompt_last, tmp_path / "pl.gguf", scope="all")).layers == [1, 2]
+    registry = steering.Registry(tmp_path / "registry")
+    registry.save(prompt_last, "pl")
+    registry.save(vec, "v")
+    ext = SteeringExtension()
+    ext.steering_source = str(registry.root)
     with pytest.raises(UnknownOptionError, match=r"vLLM .*scope 'all' only.*meant for scope 'prompt_last'"):
-        SteeringExtension().steering_attach(str(path))  # refused before it looks for a vLLM worker's model
+        ext.steering_attach("pl")  # refused before it looks for a vLLM worker's model
     with pytest.raises(UnknownOptionError, match=r"meant for scope 'generated'"):
-        SteeringExtension().steering_attach(str(vec.save(tmp_path / "v.safetensors")), "1", "generated")
+        ext.steering_attach("v", "1", "generated")
 
 
 def test_an_imported_gguf_steers_like_the_original(tokenizer, tmp_path):
@@ -232,3 +236,77 @@ def test_cli_export_and_import(vec, tmp_path, capsys):
     zero.save(tmp_path / "z.safetensors")
     assert cli(["export", str(tmp_path / "z.safetensors"), "--out", str(tmp_path / "z.gguf")]) == 2
     assert "layer 0" in capsys.readouterr().err
+
+
+# --- untrusted files and requests -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("index", ["٣", "³", "03x"])
+def test_gguf_layer_numbers_are_ascii_digits_only(tmp_path, index):
+    writer = gguf.GGUFWriter(str(tmp_path / "v.gguf"), "controlvector")
+    writer.add_string("controlvector.model_hint", "llama")
+    writer.add_tensor(f"direction.{index}", np.ones(8, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(VectorFileError, match=r"direction\.<layer number>"):
+        import_gguf(tmp_path / "v.gguf")
+
+
+@pytest.mark.parametrize("embedded, match", [("[" * 100000, "nests too deeply"), ("[1, 2]", "JSON list")])
+def test_gguf_embedded_metadata_must_be_a_json_object(vec, tmp_path, embedded, match):
+    path = export_gguf(vec, tmp_path / "v.gguf")
+    reader = gguf.GGUFReader(str(path))
+    writer = gguf.GGUFWriter(str(tmp_path / "w.gguf"), "controlvector")
+    writer.add_string("controlvector.model_hint", "llama")
+    writer.add_string("steering.metadata", embedded)
+    for t in reader.tensors:
+        writer.add_tensor(t.name, np.asarray(t.data))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(VectorFileError, match=match):
+        import_gguf(tmp_path / "w.gguf")
+
+
+def test_serving_takes_registry_names_never_paths_or_urls(vec, tmp_path):
+    """The vLLM extension's entry point, called as a worker would: names resolve against the operator's
+    registry; paths and URLs are refused without reading or fetching anything."""
+    from steering.errors import InvalidArgumentError
+    from steering.interop.vllm import SteeringExtension
+
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b"root:*:20000:0:99999:7:::\n" * 4)
+    ext = SteeringExtension()
+    ext.steering_source = str(tmp_path / "registry")
+    steering.Registry(tmp_path / "registry").save(vec, "concise")
+    for spec in (str(secret), "registry:x@http://127.0.0.1:9/v", "../registry/org--tiny/concise", "a/b", "hf://o/r"):
+        with pytest.raises(InvalidArgumentError, match="not a path or URL") as info:
+            ext.steering_attach(spec, "1")
+        assert "root:" not in str(info.value) and "20000" not in str(info.value)
+    with pytest.raises(steering.errors.VectorNotFoundError, match="No entry 'nope'"):
+        ext.steering_attach("nope", "1")
+    ext.steering_source = None
+    with pytest.raises(InvalidArgumentError, match="STEERING_REGISTRY"):
+        ext.steering_attach("concise", "1")
+
+
+def test_a_file_that_fails_to_parse_is_never_echoed(tmp_path):
+    """Reading /etc/shadow as a vector used to print its first 8 bytes as a number."""
+    path = tmp_path / "shadow.safetensors"
+    path.write_bytes(b"root:*:19000:0:99999:7:::\n")
+    with pytest.raises(VectorFileError) as info:
+        SteeringVector.load(path)
+    n = int.from_bytes(path.read_bytes()[:8], "little")
+    said = str(info.value).replace(str(path), "<path>")
+    assert str(n) not in said and "root" not in said, said
+
+
+def test_a_vector_file_over_the_cap_is_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "big.safetensors"
+    SteeringVector({1: torch.ones(4096)}).save(path)
+    monkeypatch.setenv("STEERING_MAX_FILE_BYTES", "1000")
+    with pytest.raises(VectorFileError, match="over the 1000-byte cap"):
+        SteeringVector.load(path)

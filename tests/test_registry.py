@@ -127,3 +127,35 @@ def test_save_needs_a_model_id(tmp_path):
         Registry(tmp_path).save(SteeringVector({0: torch.ones(2)}), name="a")
     with pytest.raises(RegistryError, match="Invalid vector name"):
         Registry(tmp_path).save(vec(), name="../a")
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda e: e["files"].update({"01": e["files"].pop("1")}), "no leading zeros"),
+        (lambda e: e.update(layers=[1, 1]), "no duplicates"),
+        (lambda e: e["metadata"].update(recommended_strength="abc"), "must be a number"),
+    ],
+)
+def test_an_index_that_lies_about_its_files_is_refused_at_parse(tmp_path, change, match):
+    reg = Registry(tmp_path)
+    reg.save(SteeringVector({1: torch.ones(4)}, {"model": "org/tiny"}), "x", recommended_strength=2.0)
+    index = json.loads((tmp_path / "index.json").read_text())
+    change(index["entries"][0])
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(RegistryError, match=match):
+        reg.entries()
+
+
+def test_nan_and_duplicate_entries_are_refused(tmp_path):
+    reg = Registry(tmp_path)
+    reg.save(SteeringVector({1: torch.ones(4)}, {"model": "org/tiny"}), "x", recommended_strength=2.0)
+    text = (tmp_path / "index.json").read_text()
+    (tmp_path / "index.json").write_text(text.replace('"recommended_strength": 2.0', '"recommended_strength": NaN'))
+    with pytest.raises(RegistryError, match="NaN is not a JSON number"):
+        reg.entries()
+    index = json.loads(text)
+    index["entries"].append(index["entries"][0])
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(RegistryError, match="both org/tiny/x"):
+        reg.entries()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -11,10 +12,7 @@ import torch
 from servers import serve
 
 from steering import Registry, SteeringVector
-from steering.errors import (
-    DownloadError,
-    OfflineError,
-)
+from steering.errors import DownloadError, OfflineError, RegistryError, VectorFileError
 from steering.registry import StaleCacheWarning, pull
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,3 +89,75 @@ def test_stale_download_temps_are_cleared_and_fresh_ones_kept(remote):
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     pull("x", source=server.url, progress=False)
     assert not old.exists() and fresh.exists()  # a fresh one may belong to a concurrent pull
+
+
+def test_a_server_trickling_its_headers_hits_the_total_deadline(remote):
+    """The deadline covers the whole request: status line and headers too, not only the body."""
+    server, _, _ = remote
+    server.faults["index.json"] = "trickle_headers"  # ~1,800 header bytes, one every 50 ms: 90 s in all
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"deadline=2s"):
+        pull("x", source=server.url, timeout=1, deadline=2.0, progress=False)
+    assert time.monotonic() - start < 5
+
+
+def test_the_index_cannot_lift_the_hard_cap_on_one_file(remote, monkeypatch):
+    server, entry, _ = remote
+    index = json.loads((server.root / "index.json").read_text())
+    index["entries"][0]["files"]["1"]["size"] = 10**13  # the index asks for 10 TB (and a 4.8-year deadline)
+    (server.root / "index.json").write_text(json.dumps(index))
+    with pytest.raises(VectorFileError, match=r"over the 268435456-byte cap.*STEERING_MAX_FILE_BYTES"):
+        pull("x", source=server.url, progress=False)
+    assert entry.files["1"]["path"] not in server.requests  # refused before a byte was asked for
+    monkeypatch.setenv("STEERING_MAX_FILE_BYTES", "100")
+    index["entries"][0]["files"]["1"]["size"] = entry.files["1"]["size"]
+    (server.root / "index.json").write_text(json.dumps(index))
+    with pytest.raises(VectorFileError, match="over the 100-byte cap"):
+        pull("x", source=server.url, progress=False)
+
+
+@pytest.mark.parametrize("fault", [(500, 1, None), (503, 2, None), (429, 1, 1)])
+def test_transient_server_errors_are_retried(remote, fault):
+    server, _, _ = remote
+    server.faults["index.json"] = fault
+    start = time.monotonic()
+    assert pull("x", source=server.url, progress=False).layers == [1, 2]
+    assert server.requests.count("index.json") == fault[1] + 1
+    if fault[2] is not None:
+        assert time.monotonic() - start >= fault[2]  # Retry-After honoured
+
+
+@pytest.mark.parametrize("code", [500, 429])
+def test_a_server_that_keeps_failing_falls_back_to_the_cache(remote, code):
+    server, _, _ = remote
+    pull("x", source=server.url, progress=False)
+    server.faults["index.json"] = (code, 99, None)
+    with pytest.warns(StaleCacheWarning, match=f"HTTP {code}"):
+        assert pull("x", source=server.url, progress=False).layers == [1, 2]
+
+
+def test_a_retry_after_past_the_deadline_is_not_waited_for(remote):
+    server, _, _ = remote
+    server.faults["index.json"] = (429, 1, 3600)
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"HTTP 429.*Retry-After 3600s"):
+        pull("x", source=server.url, deadline=5, progress=False)
+    assert time.monotonic() - start < 3
+
+
+def test_credentials_in_a_source_url_are_never_shown(remote):
+    server, _, _ = remote
+    url = server.url.replace("http://", "http://alice:hunter2@") + "/nowhere"
+    with pytest.raises((DownloadError, RegistryError)) as info:
+        pull("x", source=url, progress=False)
+    assert "hunter2" not in str(info.value) and "alice" not in str(info.value) and "***@" in str(info.value)
+
+
+def test_an_unwritable_cache_falls_back_to_an_uncached_pull(remote, monkeypatch, tmp_path):
+    """A cache that cannot be written (read-only filesystem; here a path under a file, which fails even
+    for root) does not fail the pull: it runs uncached, with a warning naming STEERING_CACHE."""
+    server, _, _ = remote
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("STEERING_CACHE", str(tmp_path / "a-file" / "cache"))
+    with pytest.warns(UserWarning, match="STEERING_CACHE"):
+        assert pull("x", source=server.url, progress=False).layers == [1, 2]

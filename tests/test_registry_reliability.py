@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import stat
 import subprocess
@@ -168,3 +169,98 @@ def test_registry_paths_and_names_are_checked(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(RegistryError, match="is a file"):
         Registry(tmp_path / "file").entries()
+
+
+# --- nothing outside the root is written or deleted; orphans are collected --------------------------
+
+
+@pytest.mark.parametrize("link", ["entry", "model"])
+def test_a_symlinked_folder_is_never_written_or_swept_through(tmp_path, link):
+    """A cloned registry can carry a symlink: a save used to sweep the link's target (data loss)."""
+    reg = Registry(tmp_path / "reg")
+    reg.save(vec(), "x")
+    outside = tmp_path / "home"
+    outside.mkdir()
+    (outside / "important.txt").write_text("keep me")
+    (outside / "id_rsa").write_text("secret")
+    target = tmp_path / "reg" / "org--tiny" / "x" if link == "entry" else tmp_path / "reg" / "org--tiny"
+    shutil.rmtree(target)
+    target.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(RegistryError, match="symbolic link"):
+        reg.save(vec(1), "x", overwrite=True)
+    if link == "model":  # every entry of that model is behind the link
+        with pytest.raises(RegistryError, match="symbolic link"):
+            reg.save(vec(1), "y")
+    else:  # another entry beside the link saves, and its sweep leaves the link alone
+        reg.save(vec(1), "y")
+    assert sorted(p.name for p in outside.iterdir()) == ["id_rsa", "important.txt"]
+    assert reg.gc() == [] and sorted(p.name for p in outside.iterdir()) == ["id_rsa", "important.txt"]
+
+
+def test_a_symlinked_lock_or_index_is_refused(tmp_path):
+    reg = Registry(tmp_path / "reg")
+    reg.save(vec(), "x")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not yours")
+    (tmp_path / "reg" / ".index.lock").unlink(missing_ok=True)
+    (tmp_path / "reg" / ".index.lock").symlink_to(victim)
+    with pytest.raises(RegistryError, match="symbolic link"):
+        reg.save(vec(1), "y")
+    assert victim.read_text() == "not yours"
+
+
+def test_orphans_of_killed_new_name_saves_are_collected(tmp_path):
+    """New-name saves killed mid-way left their layer files behind; the next save collects them."""
+    root = tmp_path / "reg"
+    Registry(root).save(vec(), "keep")
+    writer = """
+        import sys, torch
+        from steering import Registry, SteeringVector
+        reg, i = Registry(sys.argv[1]), 0
+        print("ready", flush=True)
+        while True:
+            i += 1
+            v = SteeringVector({la: torch.randn(64) for la in range(1, 9)}, {"model": "org/tiny"})
+            reg.save(v, f"n{i}")
+    """
+    for trial in range(5):
+        proc = python(writer, str(root), stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.2 + 0.1 * trial)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (root / "org--tiny" / "keep" / "README.md").write_text("a file this library did not write")
+    Registry(root).save(vec(2), "last")
+    index = json.loads((root / "index.json").read_text())
+    listed = {r["path"] for e in index["entries"] for r in [*e["files"].values(), e.get("card") or {"path": ""}]}
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    assert on_disk - listed == {"index.json", "org--tiny/keep/README.md"}
+    assert all(Registry(root).load(e["name"]).layers for e in index["entries"])
+
+
+def test_a_save_that_fails_on_a_full_disk_leaves_no_file(tmp_path):
+    """A real write failure (the file-size limit of the process: EFBIG, as ENOSPC would be) on the card,
+    after the layer files were written: the save fails and leaves nothing; listed files stay."""
+    reg = Registry(tmp_path / "reg")
+    reg.save(vec(), "keep")
+    code = """
+        import resource, signal, sys, torch
+        from steering import Registry, SteeringVector
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+        v = SteeringVector({1: torch.ones(4096), 2: torch.ones(4096)}, {"model": "org/tiny"})
+        try:
+            Registry(sys.argv[1]).save(v, "new", card="x" * 30000)
+        except OSError as e:
+            print("failed", e.errno)
+    """
+    out = python(code, str(tmp_path / "reg"), stdout=subprocess.PIPE, text=True).communicate()[0]
+    assert out.startswith("failed"), out
+    assert not (tmp_path / "reg" / "org--tiny" / "new").exists()
+    assert [e.name for e in reg.entries()] == ["keep"] and reg.gc() == [] and reg.load("keep").layers == [1, 2]
+
+
+def test_a_deeply_nested_index_is_a_registry_error(tmp_path):
+    (tmp_path / "index.json").write_text("[" * 100000)
+    with pytest.raises(RegistryError, match="nests too deeply"):
+        Registry(tmp_path).entries()

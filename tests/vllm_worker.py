@@ -2,9 +2,10 @@
 
     python tests/vllm_worker.py spec.json out.json
 
-``spec``: ``{"model": folder, "prompts": [[ids]], "new_tokens": N, "vector": file, "strength": s,
+``spec``: ``{"model": folder, "prompts": [[ids]], "new_tokens": N, "vector": registry name, "strength": s,
 "throughput_reps": R}``. Greedy generations unsteered, steered, at strength 0 and after detaching;
-with ``throughput_reps``, paired interleaved timings of unsteered and steered generation.
+with ``throughput_reps``, paired interleaved timings of unsteered and steered generation. The
+registry is the one ``$STEERING_REGISTRY`` names, as for a server.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ def main() -> None:
         out["prompt_scope"] = "accepted"
     except Exception as e:  # the refusal travels back from the worker
         out["prompt_scope"] = f"refused: {e}"
+    out["refused"] = {}
+    for bad in ("/etc/passwd", "registry:x@http://127.0.0.1:9/", "../vectors/x"):
+        try:
+            llm.collective_rpc("steering_attach", args=(bad, "1"))
+            out["refused"][bad] = "accepted"
+        except Exception as e:
+            out["refused"][bad] = f"refused: {e}"
     reps = spec.get("throughput_reps", 0)
     if reps:
         many = [TokensPrompt(prompt_token_ids=p) for p in spec["prompts"] * 4]

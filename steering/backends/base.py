@@ -21,6 +21,7 @@ class ModelInfo:
     n_layers: int
     architecture: str
     model_type: str | None = None  # config.model_type, e.g. "llama" (GGUF model hints)
+    max_positions: int | None = None  # the longest sequence the model takes (its position table), if known
 
 
 class Backend(Protocol):

@@ -96,6 +96,9 @@ def inputs_module(model: nn.Module, override: str | None = None) -> nn.Module:
     return model if not parent else _get(model, parent)
 
 
+_POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")  # the config's context length, by family
+
+
 def info(model: nn.Module, override: str | None = None) -> ModelInfo:
     config: Any = getattr(model, "config", None)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -112,6 +115,14 @@ def info(model: nn.Module, override: str | None = None) -> ModelInfo:
         n_layers=len(layers(model, override)),
         architecture=type(model).__name__,
         model_type=getattr(text, "model_type", None),
+        max_positions=next(
+            (
+                v
+                for k in ("max_position_embeddings", "n_positions", "n_ctx")
+                if isinstance(v := getattr(text, k, None), int)
+            ),
+            None,
+        ),
     )
 
 

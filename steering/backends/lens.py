@@ -61,6 +61,7 @@ def info(model: Any, override: str | None = None) -> ModelInfo:
         n_layers=int(model.cfg.n_layers),
         architecture=inner.architecture,  # the wrapped model's class: the artefact is the same
         model_type=inner.model_type,
+        max_positions=inner.max_positions,
     )
 
 

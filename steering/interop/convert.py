@@ -1,12 +1,14 @@
-"""Another tool's directions as a SteeringVector, with the site metadata our layer numbering implies."""
+"""Between our vectors and other tools' files: imported directions with the site metadata our layer
+numbering implies, and the checks every export makes before it writes a byte."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from ..errors import ShapeMismatchError, VectorFileError
+from ..errors import InvalidArgumentError, ShapeMismatchError, VectorFileError
 from ..sites import LAYER_CONVENTION, POINT
 from ..vector import SteeringVector
 
@@ -22,3 +24,17 @@ def imported_vector(directions: dict[int, torch.Tensor], meta: dict[str, Any], w
         return SteeringVector(directions, meta)
     except ShapeMismatchError as e:
         raise VectorFileError(f"{where}: {e}") from e
+
+
+def export_strength(vector: SteeringVector, strength: Any, fmt: str) -> float:
+    """``strength`` as a float, refused (before anything is written) unless it and ``strength * vector``
+    are finite in float32, the precision every export format stores."""
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        raise InvalidArgumentError(f"{fmt} export: strength must be a finite number, got {strength!r}.")
+    for layer, d in vector.directions.items():
+        if not bool(torch.isfinite(float(strength) * d.to(torch.float32)).all()):
+            raise InvalidArgumentError(
+                f"{fmt} export: strength={strength:g} times the vector at layer {layer} overflows float32 "
+                "(the file would hold inf, which no reader accepts); use a strength of the order of the residual norm."
+            )
+    return float(strength)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,10 @@ import torch
 
 from ..atomic import atomic_write
 from ..errors import ShapeMismatchError, VectorFileError, require
+from ..fileformat import load_json
 from ..scopes import ScopeSpec
 from ..vector import SteeringVector
-from .convert import imported_vector
+from .convert import export_strength, imported_vector
 from .runtimes import require_every_position
 
 ARCH = "controlvector"
@@ -49,6 +52,7 @@ def export_gguf(
     refused rather than exported to act elsewhere; pass ``scope="all"`` to export it anyway.
     """
     require_every_position(scope, vector.metadata.get("recommended_scope"), "llama.cpp")
+    strength = export_strength(vector, strength, "GGUF")
     if 0 in vector.directions:
         raise ShapeMismatchError(
             "llama.cpp control vectors have no direction for layer 0 (it rejects direction.0; its first "
@@ -88,8 +92,9 @@ def import_gguf(path: str | os.PathLike[str], *, source: str = "gguf") -> Steeri
     path = Path(path)
     try:
         reader = gguf.GGUFReader(str(path))
-    except (OSError, ValueError, KeyError) as e:
-        raise VectorFileError(f"{path} is not a readable GGUF file ({e}).") from e
+    except (OSError, ValueError, KeyError, IndexError, OverflowError, MemoryError, struct.error) as e:
+        # a damaged header (a count of 2**40 items, a string past the end) surfaces as any of these
+        raise VectorFileError(f"{path} is not a readable GGUF file ({type(e).__name__}: {e}).") from None
     arch = _field_str(reader, "general.architecture")
     if arch != ARCH:
         raise VectorFileError(
@@ -101,7 +106,7 @@ def import_gguf(path: str | os.PathLike[str], *, source: str = "gguf") -> Steeri
         if not tensor.name.startswith("direction."):
             continue
         index = tensor.name.removeprefix("direction.")
-        if not index.isdigit():
+        if not re.fullmatch(r"[0-9]{1,6}", index):  # ASCII digits: str.isdigit() also takes '٣' and '³'
             raise VectorFileError(f"{path}: tensor {tensor.name!r} should be direction.<layer number>.")
         layer = int(index)
         if layer == 0:
@@ -115,7 +120,9 @@ def import_gguf(path: str | os.PathLike[str], *, source: str = "gguf") -> Steeri
     if not directions:
         raise VectorFileError(f"{path} holds no direction.N tensors.")
     embedded = _field_str(reader, META_KEY)
-    meta: dict[str, Any] = json.loads(embedded) if embedded else {}
+    meta = load_json(embedded, f"{path}: {META_KEY}") if embedded else {}
+    if not isinstance(meta, dict):
+        raise VectorFileError(f"{path}: {META_KEY} is a JSON {type(meta).__name__}; expected an object ({{...}}).")
     hint = _field_str(reader, f"{ARCH}.model_hint")
     meta.update({"imported_from": source, "source_file": path.name, "model_hint": hint})
     count = reader.get_field(f"{ARCH}.layer_count")

@@ -23,6 +23,7 @@ import torch
 
 from ..atomic import atomic_write_bytes
 from ..errors import VectorFileError
+from ..fileformat import load_json
 from ..vector import SteeringVector
 from .convert import imported_vector
 from .gguf import import_gguf
@@ -87,9 +88,10 @@ def load_svec(path: str | os.PathLike[str]) -> SteeringVector:
     """Read an IBM activation-steering / AISteer360 ``.svec`` file (JSON)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
         raise VectorFileError(f"{path} is not a readable .svec JSON file ({e}).") from e
+    data = load_json(text, f"{path} is not a readable .svec JSON file")
     if not isinstance(data, dict) or not isinstance(data.get("directions"), dict):
         raise VectorFileError(f"{path}: expected a JSON object with a 'directions' object ({{layer: [floats]}}).")
     meta = {
@@ -111,5 +113,5 @@ def to_svec(vector: SteeringVector, path: str | os.PathLike[str]) -> Path:
         "directions": {str(layer): d.tolist() for layer, d in vector.directions.items()},
         "explained_variances": {str(layer): 1.0 for layer in vector.layers},
     }
-    atomic_write_bytes(path, json.dumps(data).encode())
+    atomic_write_bytes(path, json.dumps(data, allow_nan=False).encode())
     return path

@@ -21,6 +21,7 @@ from ..errors import UnknownOptionError
 from ..markers import Tokens, encode_markers
 from ..scopes import ScopeSpec
 from ..vector import SteeringVector
+from .convert import export_strength
 from .gguf import export_gguf
 
 _ALL = [-1]  # EasySteer: -1 = every token
@@ -79,7 +80,10 @@ def export_vllm(
     The GGUF holds the unscaled directions; ``scale`` in the request is ``strength``. Returns the request.
     """
     folder = Path(folder)
-    gguf_path = export_gguf(vector, folder / f"{name}.gguf")
+    strength = export_strength(vector, strength, "vLLM")
+    triggers = _triggers(scope, tokenizer)  # a scope EasySteer cannot express is refused before any file
+    # The GGUF is only EasySteer's container for the directions; the request's triggers say where they act.
+    gguf_path = export_gguf(vector, folder / f"{name}.gguf", scope="all")
     request: dict[str, Any] = {
         "steer_vector_name": name,
         "steer_vector_int_id": 1,
@@ -88,7 +92,12 @@ def export_vllm(
         "target_layers": vector.layers,
         "algorithm": "direct",
         "normalize": False,
-        **_triggers(scope, tokenizer),
+        **triggers,
     }
-    atomic_write_bytes(folder / f"{name}.request.json", (json.dumps(request, indent=2) + "\n").encode())
+    text = json.dumps(request, indent=2, allow_nan=False) + "\n"
+    try:
+        atomic_write_bytes(folder / f"{name}.request.json", text.encode())
+    except BaseException:
+        gguf_path.unlink(missing_ok=True)  # all or nothing: no GGUF without its request
+        raise
     return request

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle  # only to name the refusal of a pickled checkpoint: nothing is unpickled
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,14 @@ def load(model: str | os.PathLike[str], *, dtype: Any = None, padding_side: str 
         )
     tok = AutoTokenizer.from_pretrained(where, **extra)
     kwargs = {**extra, **({"dtype": dtype} if dtype is not None else {})}
-    net = AutoModelForCausalLM.from_pretrained(where, **kwargs).eval()
+    try:
+        net = AutoModelForCausalLM.from_pretrained(where, **kwargs).eval()
+    except pickle.UnpicklingError:
+        raise InvalidArgumentError(
+            f"{text}: its weights are a pickle (.bin) that torch's weights-only loader refused to unpickle "
+            "(it would run code from the file). Use the model's safetensors weights, or convert the checkpoint "
+            "where you trust it: model.save_pretrained(folder, safe_serialization=True)."
+        ) from None
     tok.padding_side = padding_side
     return net, tok
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError, ListedFileMissingError, RegistryError, VectorNotFoundError
+from ..fileformat import check_file_size, load_json
 from ..vector import SteeringVector
 
 SCHEMA = "steering.registry"
@@ -179,10 +179,21 @@ def _check_entry(entry: Any, where: str) -> dict[str, Any]:
     if not isinstance(files, dict) or not files:
         raise RegistryError(f"{where}: 'files' must map layer numbers (or, for other kinds, names) to file records.")
     for key, rec in files.items():
-        if kind_of(entry) == VECTOR and not str(key).isdigit():
-            raise RegistryError(f"{where}: file keys must be layer numbers, got {key!r}.")
         check_name(key, "file key")
         _check_file(rec, f"{where} file {key}")
+    if kind_of(entry) == VECTOR:
+        layers = entry.get("layers")
+        if not isinstance(layers, list) or not all(type(la) is int and la >= 0 for la in layers):
+            raise RegistryError(f"{where}: 'layers' must be a list of layer numbers, got {layers!r}.")
+        want = {str(la) for la in layers}  # canonical: "1", never "01" or "+1"
+        if set(files) != want or len(want) != len(layers):
+            raise RegistryError(
+                f"{where}: the file keys {sorted(files)} must be exactly the layers {layers} written as "
+                "numbers (no duplicates, no leading zeros); the index is damaged."
+            )
+    strength = entry.get("metadata", {}).get("recommended_strength")
+    if strength is not None and (isinstance(strength, bool) or not isinstance(strength, (int, float))):
+        raise RegistryError(f"{where}: recommended_strength must be a number, got {strength!r}.")
     if entry.get("card") is not None:
         _check_file(entry["card"], f"{where} card")
     return entry
@@ -190,10 +201,7 @@ def _check_entry(entry: Any, where: str) -> dict[str, Any]:
 
 def parse_index(raw: bytes, source: str) -> dict[str, Any]:
     """Validate an ``index.json`` (untrusted input) and return it."""
-    try:
-        index = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RegistryError(f"{source}: index.json is not valid JSON ({e}).") from None
+    index = load_json(raw, f"{source}: index.json", RegistryError, allow_nan=False)
     if not isinstance(index, dict) or index.get("schema") != SCHEMA:
         raise RegistryError(f"{source}: not a steering registry index (expected schema {SCHEMA!r}).")
     if index.get("version") != SCHEMA_VERSION:
@@ -203,8 +211,16 @@ def parse_index(raw: bytes, source: str) -> dict[str, Any]:
     entries = index.get("entries")
     if not isinstance(entries, list):
         raise RegistryError(f"{source}: 'entries' must be a list.")
+    seen: dict[tuple[str, str], int] = {}
     for i, entry in enumerate(entries):
         _check_entry(entry, f"{source} entry {i}")
+        key = (entry["model"], entry["name"])
+        if key in seen:
+            raise RegistryError(
+                f"{source}: entries {seen[key]} and {i} are both {key[0]}/{key[1]}; an index lists each name once "
+                "per model. The index is damaged: remove one."
+            )
+        seen[key] = i
     return index
 
 
@@ -249,6 +265,7 @@ def select_layers(entry: dict[str, Any], layers: list[int] | None) -> list[int]:
 def verified_bytes(path: Path, rec: dict[str, Any], where: str) -> bytes:
     """The bytes of ``path`` if their sha256 is the one ``rec`` lists; the bytes checked are the bytes returned."""
     try:
+        check_file_size(max(path.stat().st_size, int(rec["size"])), f"{where}: {rec['path']}")
         data = path.read_bytes()
     except FileNotFoundError:
         raise ListedFileMissingError(f"{where}: {rec['path']} is listed in the index but missing.") from None

@@ -8,8 +8,10 @@ index.json
 Writes happen under a lock (``.index.lock``): new files first (their names carry their hash, so they
 never overwrite a file the current index lists), then the index is swapped atomically, then the
 files only the old entry used are removed. A process killed at any instant leaves the old entry or
-the new one, never a mix; a reader that loses a race with a writer re-reads the index. The format
-is specified in ``docs/registry-format.md``.
+the new one, never a mix; a reader that loses a race with a writer re-reads the index. Files no
+index lists (what a killed or failed save left) are collected under the lock by every save and by
+:meth:`Registry.gc`. Nothing is written or deleted through a symbolic link under the root: a cloned
+registry can carry one that points anywhere. The format is specified in ``docs/registry-format.md``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +49,8 @@ from .index import (
 )
 
 LOCK = ".index.lock"
+# The names this library gives the files it writes: <stem>.<sha256[:16]><suffix>. Only those are collected.
+_OURS = re.compile(r"[^/]+\.[0-9a-f]{16}(\.[A-Za-z0-9_-]+)?")
 READ_ATTEMPTS = 5  # a reader racing writers re-reads the index this many times before giving up
 
 
@@ -192,9 +197,21 @@ class Registry:
 
         return self._put(model, name, card, overwrite, files)
 
+    def _no_links(self, rel: str) -> Path:
+        """``root / rel``, refused if any part of it below the root is a symbolic link (it could lead outside)."""
+        path = self.root
+        for part in Path(rel).parts:
+            path = path / part
+            if path.is_symlink():
+                raise RegistryError(
+                    f"{path} is a symbolic link (to {os.readlink(path)!r}); the registry never writes or deletes "
+                    f"through one, since it could point outside {self.root}. Replace it with a real folder or file."
+                )
+        return path
+
     def _write(self, folder: str, filename: str, data: bytes) -> dict[str, Any]:
         rel = f"{folder}/{filename}"
-        atomic_write_bytes(self.root / rel, data)
+        atomic_write_bytes(self._no_links(rel), data)
         return file_record(rel, data)
 
     def _put(
@@ -206,34 +223,64 @@ class Registry:
         if self.root.is_file():
             raise RegistryError(f"{self.root} is a file; a registry is a folder holding index.json.")
         self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / LOCK)):
+        folder = f"{model_slug(model)}/{name}"
+        with FileLock(str(self._no_links(LOCK))):
+            self._no_links(folder)
+            self._no_links(self.index_path.name)
             remove_stale_temps(self.root, older_than=0)  # every writer holds this lock: none is alive
             index = self.index()
             existing = [e for e in index["entries"] if e["model"] == model and e["name"] == name]
             if existing and not overwrite:
                 raise RegistryError(f"{model}/{name} is already in {self.root}; pass overwrite=True to replace it.")
-            entry = files()
-            if card is not None:
-                data = card.encode()
-                entry["card"] = self._write(f"{model_slug(model)}/{name}", _hashed("card", ".md", data), data)
-            index["entries"] = [e for e in index["entries"] if e not in existing] + [entry]
-            index["entries"].sort(key=lambda e: (e["model"], e["name"]))
-            atomic_write_bytes(self.index_path, (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
-            self._remove_unlisted(f"{model_slug(model)}/{name}", index)
+            try:
+                entry = files()
+                if card is not None:
+                    data = card.encode()
+                    entry["card"] = self._write(folder, _hashed("card", ".md", data), data)
+                index["entries"] = [e for e in index["entries"] if e not in existing] + [entry]
+                index["entries"].sort(key=lambda e: (e["model"], e["name"]))
+                atomic_write_bytes(self.index_path, (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
+            finally:
+                self._collect(self.index())  # the old version's files, or what a failed write left
         return Entry.from_json(entry)
 
-    def _remove_unlisted(self, folder: str, index: dict[str, Any]) -> None:
-        """Delete files in an entry's folder that the index no longer lists (the old version, a killed save's)."""
+    def gc(self) -> list[Path]:
+        """Delete the files this library wrote that no entry of the index lists; returns what went.
+
+        Saves do this too. Only names this library gives its files (``<stem>.<sha256[:16]><suffix>``)
+        in ``<model>/<name>/`` folders are candidates; a listed file, any other file (a README, a
+        ``.git`` folder) and anything behind a symbolic link are never touched.
+        """
+        from filelock import FileLock
+
+        self._check_root()
+        with FileLock(str(self._no_links(LOCK))):
+            remove_stale_temps(self.root, older_than=0)
+            return self._collect(self.index())
+
+    def _collect(self, index: dict[str, Any]) -> list[Path]:
         listed = {
             rec["path"]
             for e in index["entries"]
             for rec in [*e["files"].values(), *([e["card"]] if e.get("card") else [])]
         }
-        base = self.root / folder
-        for p in base.iterdir() if base.is_dir() else []:
-            rel = f"{folder}/{p.name}"
-            if p.is_file() and rel not in listed:
-                p.unlink(missing_ok=True)
+        removed = []
+        for slug in sorted(self.root.iterdir()):
+            if slug.is_symlink() or not slug.is_dir() or slug.name.startswith("."):
+                continue
+            for entry in sorted(slug.iterdir()):
+                if entry.is_symlink() or not entry.is_dir():
+                    continue
+                for p in sorted(entry.iterdir()):
+                    rel = f"{slug.name}/{entry.name}/{p.name}"
+                    if _OURS.fullmatch(p.name) and not p.is_symlink() and p.is_file() and rel not in listed:
+                        p.unlink(missing_ok=True)
+                        removed.append(p)
+                if not any(entry.iterdir()):
+                    entry.rmdir()
+            if not any(slug.iterdir()):
+                slug.rmdir()
+        return removed
 
     # --- reading -------------------------------------------------------------------------------
     def _read(self, read: Callable[[dict[str, Any]], Any]) -> Any:

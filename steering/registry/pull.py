@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..atomic import atomic_write_bytes, remove_stale_temps
 from ..errors import OfflineError, RegistryError, UnreachableError
+from ..fileformat import check_file_size
 from ..vector import SteeringVector
 from .download import DEFAULT_TIMEOUT
 from .index import VECTOR, find_entry, layer_vector, merge_layers, parse_index, safe_relpath, select_layers
@@ -28,6 +30,28 @@ from .sources import Source, cache_dir, is_offline, is_remote, open_source, reso
 
 class StaleCacheWarning(UserWarning):
     """A registry could not be reached, so a copy cached earlier was used."""
+
+
+class UncachedWarning(UserWarning):
+    """The cache folder cannot be written (a read-only filesystem), so a pull ran without caching."""
+
+
+def _writable(folder: Path) -> bool:
+    """Can files be written in ``folder`` (created if needed)? Warns, naming the setting, when not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return True
+        reason = "not writable"
+    except OSError as e:
+        reason = e.strerror or str(e)
+    warnings.warn(
+        f"The steering cache {folder} cannot be written ({reason}); pulling without caching, so nothing is kept "
+        "for offline use. Point STEERING_CACHE at a writable folder.",
+        UncachedWarning,
+        stacklevel=4,
+    )
+    return False
 
 
 def fetch_index(
@@ -61,13 +85,15 @@ def fetch_index(
         warnings.warn(f"{e} Using the index cached on {age} ({cached}).", StaleCacheWarning, stacklevel=3)
         return parse_index(cached.read_bytes(), f"cached index of {remote.name}")
     index = parse_index(raw, source)
-    atomic_write_bytes(cached, raw)
+    if _writable(cached.parent):
+        atomic_write_bytes(cached, raw)
     return index
 
 
 def cached_file(remote: Source, rec: dict[str, Any], suffix: str, offline: bool, what: str) -> bytes:
     """The bytes of the file ``rec`` names, whose sha256 matches the index (cached by content)."""
     rel, want = safe_relpath(rec["path"]), rec["sha256"]
+    check_file_size(rec["size"], f"{remote.name}: {rel} (as the index lists it)")  # before any byte moves
     blob = cache_dir() / "blobs" / f"{want}{suffix}"
     corrupt = False
     if blob.is_file():
@@ -78,13 +104,17 @@ def cached_file(remote: Source, rec: dict[str, Any], suffix: str, offline: bool,
     if offline and not remote.caches_itself:
         state = f"is in the cache but corrupt (sha256 mismatch at {blob})" if corrupt else "is not cached"
         raise OfflineError(f"Offline, and {what} ({rel}, sha256 {want[:12]}…) {state}. Pull it once online.")
-    remove_stale_temps(blob.parent)  # what killed downloads left behind
-    blob.unlink(missing_ok=True)  # a corrupted cache entry: replaced below
-    try:
-        path = remote.fetch(rel, rec["size"], blob)
-    except UnreachableError as e:
-        raise UnreachableError(f"{e} {what} is not in the cache either, so it cannot stand in.") from None
-    data = path.read_bytes()
+    with tempfile.TemporaryDirectory() as spare:
+        if _writable(blob.parent):
+            remove_stale_temps(blob.parent)  # what killed downloads left behind
+            blob.unlink(missing_ok=True)  # a corrupted cache entry: replaced below
+        else:
+            blob = Path(spare) / blob.name
+        try:
+            path = remote.fetch(rel, rec["size"], blob)
+        except UnreachableError as e:
+            raise UnreachableError(f"{e} {what} is not in the cache either, so it cannot stand in.") from None
+        data = path.read_bytes()
     got = hashlib.sha256(data).hexdigest()
     if got != want:
         if Path(path) == blob:
