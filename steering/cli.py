@@ -1,4 +1,4 @@
-"""``steering`` command line: list, show, pull and push registry vectors; extract; export and import; the demo.
+"""``steering`` command line: list, show, pull, push and gc registries; extract; export and import; the demo.
 
 Each verb is a thin layer over the Python API. A user error (bad input, a missing or unreadable file,
 a model folder transformers cannot load) prints one line on stderr and exits 2; ``--debug`` shows the
@@ -81,6 +81,17 @@ def cmd_show(args: argparse.Namespace) -> None:
     card = pull_card(args.name, args.model, registry, offline=args.offline)
     if card:
         say("\n" + card)
+
+
+def cmd_gc(args: argparse.Namespace) -> None:
+    from .registry import Registry
+    from .registry.sources import resolve
+
+    registry = resolve(args.registry, DEFAULT_REGISTRY)
+    removed = Registry(registry).gc()
+    for path in removed:
+        say(f"removed {path}")
+    say(f"{len(removed)} unlisted file(s) removed from {registry}")
 
 
 def cmd_pull(args: argparse.Namespace) -> None:
@@ -198,6 +209,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--registry", help=f"default: $STEERING_REGISTRY, else {DEFAULT_REGISTRY!r}")
     s.add_argument("--offline", action="store_true", default=None)
     s.set_defaults(fn=cmd_show)
+
+    s = sub.add_parser("gc", help="remove files a registry folder's index no longer lists (killed or failed saves)")
+    s.add_argument("--registry", help=f"a registry folder (default: $STEERING_REGISTRY, else {DEFAULT_REGISTRY!r})")
+    s.set_defaults(fn=cmd_gc)
 
     s = sub.add_parser("pull", help="download a vector by name (verified, cached)")
     s.add_argument("name")

@@ -284,3 +284,18 @@ def test_ctrl_c_during_extract_is_one_line_and_exit_130(tmp_path):
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == "steering extract: interrupted", err
     assert "Traceback" not in err, err
+
+
+def test_gc_verb_removes_only_unlisted_files_of_ours(saved, capsys):
+    tmp, path, _ = saved
+    reg = tmp / "reg"
+    main(["push", str(path), "--name", "concise", "--to", str(reg)])
+    orphan = reg / "org--tiny" / "killed" / "layer-3.0123456789abcdef.safetensors"
+    orphan.parent.mkdir()
+    orphan.write_bytes(b"x")
+    (reg / "README.md").write_text("mine")
+    capsys.readouterr()
+    assert main(["gc", "--registry", str(reg)]) == 0
+    assert "1 unlisted file(s) removed" in capsys.readouterr().out
+    assert not orphan.exists() and (reg / "README.md").exists()
+    assert main(["pull", "concise", "--source", str(reg)]) == 0
