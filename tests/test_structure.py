@@ -78,7 +78,18 @@ def test_removed_alias_modules_are_gone(old):
 # Layers of the package, lowest first: a module imports only from its own layer or below, so the
 # write side never stands on the read side's fitting code and no adapter reaches up into apply.
 LAYERS = [
-    ["_version", "errors", "atomic", "hooks", "markers", "sites", "fileformat", "backends.base", "backends.inputs"],
+    [
+        "_version",
+        "errors",
+        "atomic",
+        "cache",
+        "hooks",
+        "markers",
+        "sites",
+        "fileformat",
+        "backends.base",
+        "backends.inputs",
+    ],
     ["backends", "vector", "aggregate", "positions", "models"],
     ["prompts", "pairs", "provenance", "scopes", "scope_json", "tracker"],
     ["extract", "evaluate", "conditions"],

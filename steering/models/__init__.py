@@ -3,6 +3,17 @@ real pretrained models this project is tested on offline (:mod:`~steering.models
 """
 
 from .files import load, save_dequantized, split_gguf
-from .reference import SMOLLM2_ID, smollm2, smollm2_path
+from .reference import QWEN_CODER, QWEN_CODER_ID, SMOLLM2_ID, qwen_coder, qwen_coder_path, smollm2, smollm2_path
 
-__all__ = ["SMOLLM2_ID", "load", "save_dequantized", "smollm2", "smollm2_path", "split_gguf"]
+__all__ = [
+    "QWEN_CODER",
+    "QWEN_CODER_ID",
+    "SMOLLM2_ID",
+    "load",
+    "qwen_coder",
+    "qwen_coder_path",
+    "save_dequantized",
+    "smollm2",
+    "smollm2_path",
+    "split_gguf",
+]

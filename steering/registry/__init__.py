@@ -8,11 +8,12 @@
 - :mod:`~steering.registry.push`: :func:`push` to a folder or a Hub repository (one commit).
 """
 
+from ..cache import cache_dir
 from .index import SCHEMA, SCHEMA_VERSION, Entry, find_entry, model_slug, sha256_file
 from .local import Registry
 from .pull import StaleCacheWarning, fetch_index, pull, pull_card
 from .push import push
-from .sources import cache_dir, is_offline
+from .sources import is_offline
 
 __all__ = [
     "SCHEMA",

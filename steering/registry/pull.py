@@ -1,7 +1,7 @@
 """Pull shared vectors by name from a registry source, verified and cached for offline use.
 
 Every file's sha256 is checked against the index before it is used; nothing is unpickled. HTTP
-sources cache under :func:`~steering.registry.sources.cache_dir`: ``blobs/<sha256><suffix>`` and
+sources cache under :func:`~steering.cache.cache_dir`: ``blobs/<sha256><suffix>`` and
 ``indexes/<source hash>.json`` (the last index fetched from each source). When an HTTP source cannot
 be reached, a cached index and cached files stand in, with a :class:`StaleCacheWarning` — as
 ``huggingface_hub`` does for ``hf://`` sources. Offline mode serves the caches only, or fails naming
@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_bytes, remove_stale_temps
+from ..cache import cache_dir
 from ..errors import OfflineError, RegistryError, UnreachableError
 from ..fileformat import check_file_size
 from ..vector import SteeringVector
 from .download import DEFAULT_TIMEOUT
 from .index import VECTOR, find_entry, layer_vector, merge_layers, parse_index, safe_relpath, select_layers
 from .local import Registry
-from .sources import Source, cache_dir, is_offline, is_remote, open_source, resolve
+from .sources import Source, is_offline, is_remote, open_source, resolve
 
 
 class StaleCacheWarning(UserWarning):

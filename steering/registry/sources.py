@@ -26,13 +26,6 @@ _TRUE = {"1", "true", "yes", "on"}
 HUB_PREFIX = "hf://"
 
 
-def cache_dir() -> Path:
-    if os.environ.get("STEERING_CACHE"):
-        return Path(os.environ["STEERING_CACHE"])
-    hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(hf_home) / "steering"
-
-
 def is_offline() -> bool:
     return any(os.environ.get(k, "").lower() in _TRUE for k in ("STEERING_OFFLINE", "HF_HUB_OFFLINE"))
 
