@@ -24,12 +24,12 @@ _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] i
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters escaped (``\\x1b``), newlines and tabs kept: registry names,
+    r"""``text`` with control characters escaped (``\x1b``), newlines and tabs kept: registry names,
     metadata and cards come from anyone, and raw ESC / OSC sequences would drive the terminal.
 
     Examples:
-        >>> printable("ok\x1b]52;c;cGF5bG9hZA==\x07 done")
-        'ok\\x1b]52;c;cGF5bG9hZA==\\x07 done'
+        >>> print(printable("ok\x1b]52;c;cGF5bG9hZA==\x07 done"))
+        ok\x1b]52;c;cGF5bG9hZA==\x07 done
     """
     return text.translate(_CONTROL)
 

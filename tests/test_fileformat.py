@@ -27,7 +27,7 @@ def test_another_format_or_version_is_named():
     "data, match",
     [
         (b"abc", "only 3 bytes"),
-        ((10**9).to_bytes(8, "little") + b"{}", "header claims"),
+        ((10**9).to_bytes(8, "little") + b"{}", "header length does not fit"),
         (b"\x02" + b"\0" * 7 + b"{]", ""),
     ],
 )
