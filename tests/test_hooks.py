@@ -160,7 +160,7 @@ def test_detach_all_removes_the_hooks_of_a_dropped_handle_and_warns():
     model = make_model("llama", tok)
     before = count_hooks(model)
     v = SteeringVector({1: torch.ones(32)}, {"n_layers": 3})
-    with pytest.warns(steering.apply.DroppedHandleWarning, match="detach_all"):
+    with pytest.warns(steering.handle.DroppedHandleWarning, match="detach_all"):
         steering.attach(model, v, 1.0)  # the handle is dropped at once
         gc.collect()
     assert count_hooks(model) > before  # its hooks stayed

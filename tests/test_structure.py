@@ -91,7 +91,7 @@ LAYERS = [
         "backends.inputs",
     ],
     ["backends", "vector", "aggregate", "positions", "models"],
-    ["prompts", "pairs", "provenance", "scopes", "scope_json", "tracker"],
+    ["prompts", "pairs", "provenance", "scopes", "scope_json", "tracker", "handle"],
     ["extract", "evaluate", "conditions"],
     ["apply", "build_pairs", "conditions.fit", "registry"],
     ["calibrate", "interop", "softcot"],

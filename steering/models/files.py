@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import pickle  # only to name the refusal of a pickled checkpoint: nothing is unpickled
 from pathlib import Path
+from pickle import UnpicklingError  # the exception class only, to name a refused checkpoint: nothing is unpickled
 from typing import Any
 
 from ..errors import InvalidArgumentError, require
@@ -48,7 +48,7 @@ def load(model: str | os.PathLike[str], *, dtype: Any = None, padding_side: str 
     kwargs = {**extra, **({"dtype": dtype} if dtype is not None else {})}
     try:
         net = AutoModelForCausalLM.from_pretrained(where, **kwargs).eval()
-    except pickle.UnpicklingError:
+    except UnpicklingError:
         raise InvalidArgumentError(
             f"{text}: its weights are a pickle (.bin) that torch's weights-only loader refused to unpickle "
             "(it would run code from the file). Use the model's safetensors weights, or convert the checkpoint "

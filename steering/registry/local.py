@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from ..errors import InvalidArgumentError, ListedFileMissingError, RegistryError
 from ..scope_json import scope_to_json
 from ..scopes import ScopeSpec
 from ..vector import SteeringVector
+from .housekeeping import collect, no_links
 from .index import (
     SUMMARY_KEYS,
     VECTOR,
@@ -49,8 +49,6 @@ from .index import (
 )
 
 LOCK = ".index.lock"
-# The names this library gives the files it writes: <stem>.<sha256[:16]><suffix>. Only those are collected.
-_OURS = re.compile(r"[^/]+\.[0-9a-f]{16}(\.[A-Za-z0-9_-]+)?")
 READ_ATTEMPTS = 5  # a reader racing writers re-reads the index this many times before giving up
 
 
@@ -197,21 +195,9 @@ class Registry:
 
         return self._put(model, name, card, overwrite, files)
 
-    def _no_links(self, rel: str) -> Path:
-        """``root / rel``, refused if any part of it below the root is a symbolic link (it could lead outside)."""
-        path = self.root
-        for part in Path(rel).parts:
-            path = path / part
-            if path.is_symlink():
-                raise RegistryError(
-                    f"{path} is a symbolic link (to {os.readlink(path)!r}); the registry never writes or deletes "
-                    f"through one, since it could point outside {self.root}. Replace it with a real folder or file."
-                )
-        return path
-
     def _write(self, folder: str, filename: str, data: bytes) -> dict[str, Any]:
         rel = f"{folder}/{filename}"
-        atomic_write_bytes(self._no_links(rel), data)
+        atomic_write_bytes(no_links(self.root, rel), data)
         return file_record(rel, data)
 
     def _put(
@@ -224,9 +210,9 @@ class Registry:
             raise RegistryError(f"{self.root} is a file; a registry is a folder holding index.json.")
         self.root.mkdir(parents=True, exist_ok=True)
         folder = f"{model_slug(model)}/{name}"
-        with FileLock(str(self._no_links(LOCK))):
-            self._no_links(folder)
-            self._no_links(self.index_path.name)
+        with FileLock(str(no_links(self.root, LOCK))):
+            no_links(self.root, folder)
+            no_links(self.root, self.index_path.name)
             remove_stale_temps(self.root, older_than=0)  # every writer holds this lock: none is alive
             index = self.index()
             existing = [e for e in index["entries"] if e["model"] == model and e["name"] == name]
@@ -241,7 +227,7 @@ class Registry:
                 index["entries"].sort(key=lambda e: (e["model"], e["name"]))
                 atomic_write_bytes(self.index_path, (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
             finally:
-                self._collect(self.index())  # the old version's files, or what a failed write left
+                collect(self.root, self.index())  # the old version's files, or what a failed write left
         return Entry.from_json(entry)
 
     def gc(self) -> list[Path]:
@@ -254,33 +240,9 @@ class Registry:
         from filelock import FileLock
 
         self._check_root()
-        with FileLock(str(self._no_links(LOCK))):
+        with FileLock(str(no_links(self.root, LOCK))):
             remove_stale_temps(self.root, older_than=0)
-            return self._collect(self.index())
-
-    def _collect(self, index: dict[str, Any]) -> list[Path]:
-        listed = {
-            rec["path"]
-            for e in index["entries"]
-            for rec in [*e["files"].values(), *([e["card"]] if e.get("card") else [])]
-        }
-        removed = []
-        for slug in sorted(self.root.iterdir()):
-            if slug.is_symlink() or not slug.is_dir() or slug.name.startswith("."):
-                continue
-            for entry in sorted(slug.iterdir()):
-                if entry.is_symlink() or not entry.is_dir():
-                    continue
-                for p in sorted(entry.iterdir()):
-                    rel = f"{slug.name}/{entry.name}/{p.name}"
-                    if _OURS.fullmatch(p.name) and not p.is_symlink() and p.is_file() and rel not in listed:
-                        p.unlink(missing_ok=True)
-                        removed.append(p)
-                if not any(entry.iterdir()):
-                    entry.rmdir()
-            if not any(slug.iterdir()):
-                slug.rmdir()
-        return removed
+            return collect(self.root, self.index())
 
     # --- reading -------------------------------------------------------------------------------
     def _read(self, read: Callable[[dict[str, Any]], Any]) -> Any:
