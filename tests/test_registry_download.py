@@ -151,6 +151,9 @@ def test_credentials_in_a_source_url_are_never_shown(remote):
     with pytest.raises((DownloadError, RegistryError)) as info:
         pull("x", source=url, progress=False)
     assert "hunter2" not in str(info.value) and "alice" not in str(info.value) and "***@" in str(info.value)
+    with pytest.raises(OfflineError) as info:  # a message built from the source's name, not a download
+        pull("x", source=url, offline=True)
+    assert "hunter2" not in str(info.value) and "***@" in str(info.value), info.value
 
 
 def test_an_unwritable_cache_falls_back_to_an_uncached_pull(remote, monkeypatch, tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import DownloadError, OfflineError, RegistryError, UnreachableError
-from .download import DEFAULT_TIMEOUT, fetch_bytes, fetch_file
+from .download import DEFAULT_TIMEOUT, fetch_bytes, fetch_file, redact
 
 MAX_INDEX_BYTES = 16 << 20
 _TRUE = {"1", "true", "yes", "on"}
@@ -112,7 +112,8 @@ class HttpSource:
     def __init__(self, url: str, timeout: float, deadline: float | None, progress: bool) -> None:
         if not url.startswith(("https://", "http://")):
             raise RegistryError(f"Unsupported source {url!r}.")
-        self.name = self.base = http_base(url)
+        self.base = http_base(url)
+        self.name = redact(self.base)  # for messages: never the credentials a URL may carry
         self.timeout, self.deadline, self.progress = timeout, deadline, progress
 
     def cache_key(self) -> str:
