@@ -82,6 +82,12 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "stall":  # accept the connection, never answer
             time.sleep(self.server.slow_seconds)
             return
+        if isinstance(fault, str) and fault.startswith("redirect:"):  # send the client elsewhere
+            self.send_response(302)
+            self.send_header("Location", fault.removeprefix("redirect:"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if fault == "trickle_headers":  # a status line and headers one byte at a time, never a read timeout
             head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 40) for i in range(40))
             for i in range(len(head)):

@@ -164,3 +164,14 @@ def test_an_unwritable_cache_falls_back_to_an_uncached_pull(remote, monkeypatch,
     monkeypatch.setenv("STEERING_CACHE", str(tmp_path / "a-file" / "cache"))
     with pytest.warns(UserWarning, match="STEERING_CACHE"):
         assert pull("x", source=server.url, progress=False).layers == [1, 2]
+
+
+def test_only_http_redirects_are_followed(remote):
+    server, _, _ = remote
+    server.faults["index.json"] = f"redirect:{server.url}/moved/index.json"  # http: followed
+    (server.root / "moved").mkdir()
+    (server.root / "moved" / "index.json").write_bytes((server.root / "index.json").read_bytes())
+    assert pull("x", source=server.url, progress=False).layers == [1, 2]
+    server.faults["index.json"] = "redirect:ftp://127.0.0.1:9/index.json"  # outside our deadline and caps
+    with pytest.raises(DownloadError, match="only http"):
+        pull("x", source=server.url, progress=False, offline=False, timeout=2)

