@@ -17,9 +17,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import PairError
-from .evaluate.generation import generate
+from .evaluate.generation import Generation, generate
 from .pairs import Pair
 from .prompts import Prompt, with_instruction
+
+Engine = Callable[[list[Prompt], int], tuple[list[Generation], float]]  # (prompts, max_new_tokens) -> replies, seconds
 
 
 def build_pairs(
@@ -33,19 +35,21 @@ def build_pairs(
     batch_size: int = 16,
     keep_if: Callable[[Prompt, str], bool] | None = None,
     progress: bool | None = None,
+    engine: Engine | None = None,
     **generate_kwargs: Any,
 ) -> list[Pair]:
     """Pairs ``(prompt, given, model's own completion)``, the model's side as ``generated_side``.
 
     ``keep_if(prompt, generated_text) -> bool`` drops pairs whose generation is unusable (e.g. one
-    that already is concise). ``generate_kwargs`` go to ``model.generate`` (greedy by default).
+    that already is concise). ``generate_kwargs`` go to ``model.generate`` (greedy by default);
+    ``engine(prompts, max_new_tokens)`` generates instead of ``model`` (as in :func:`own_pairs`).
     """
     if generated_side not in ("positive", "negative"):
         raise PairError(f"generated_side must be 'positive' or 'negative', got {generated_side!r}.")
     if len(prompts) != len(given):
         raise PairError(f"{len(prompts)} prompts but {len(given)} given completions; they must pair up.")
     opts = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "progress": progress, **generate_kwargs}
-    gens, _ = generate(model, tokenizer, list(prompts), **opts)
+    gens, _ = engine(list(prompts), max_new_tokens) if engine else generate(model, tokenizer, list(prompts), **opts)
     pairs = []
     for prompt, want, got in zip(prompts, given, gens):
         if not got.text.strip() or (keep_if is not None and not keep_if(prompt, got.text)):
@@ -68,6 +72,7 @@ def own_pairs(
     batch_size: int = 16,
     keep_if: Callable[[int, str, str], bool] | None = None,
     progress: bool | None = None,
+    engine: Engine | None = None,
     **generate_kwargs: Any,
 ) -> list[Pair]:
     """Pairs ``(prompt, answer with positive_instruction, answer with negative_instruction)``.
@@ -77,6 +82,8 @@ def own_pairs(
     negative)``. Pairs with an empty side or identical sides are dropped, and so are those for which
     ``keep_if(index, positive_text, negative_text)`` is false (e.g. keep only pairs whose two answers
     are both right: ``index`` finds the gold answer). ``generate_kwargs`` go to ``model.generate``.
+    ``engine(prompts, max_new_tokens)`` generates instead of ``model`` (e.g. a ``LlamaServer``'s
+    ``generate`` bound to the tokenizer): the texts are the same kind, read on ``model`` later.
     """
     if not isinstance(positive_instruction, str) or not positive_instruction.strip():
         raise PairError(
@@ -87,9 +94,18 @@ def own_pairs(
     sides = []
     for instruction, limit in ((positive_instruction, pos_max), (negative_instruction, neg_max)):
         asked = [with_instruction(p, instruction) for p in prompts]
-        gens, _ = generate(
-            model, tokenizer, asked, max_new_tokens=limit, batch_size=batch_size, progress=progress, **generate_kwargs
-        )
+        if engine is not None:
+            gens, _ = engine(asked, limit)
+        else:
+            gens, _ = generate(
+                model,
+                tokenizer,
+                asked,
+                max_new_tokens=limit,
+                batch_size=batch_size,
+                progress=progress,
+                **generate_kwargs,
+            )
         sides.append([g.text for g in gens])
     pairs = []
     for i, (prompt, pos, neg) in enumerate(zip(prompts, *sides)):

@@ -3,7 +3,8 @@
 Every choice (layer, strength) is made on validation problems from the training distribution;
 every reported number comes from held-out problems the model never saw. Compression is reported
 greedy and sampled (temperature 0.7, top-p 0.95, three seeds), as reasoning models are run.
-``--model smollm2`` runs the real-model job instead (:mod:`steering.demo.real`).
+``--model smollm2`` runs the real-model job instead (:mod:`steering.demo.real`); ``--model
+qwen2.5-coder-0.5b`` compresses real reasoning chains (:mod:`steering.demo.reasoning`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from . import MODEL_DIR, MODEL_ID
 from .compression import compression
 from .elicitation import elicitation
 from .job import FIRST_TOKEN, Job
+from .options import REASONING_MODELS
 from .report import card, print_table, say, short
 
 
@@ -41,6 +43,10 @@ def run(args: Any) -> dict[str, Any]:
         from .real import run_real
 
         return run_real(args)
+    if str(args.model) in REASONING_MODELS:
+        from .reasoning import run_reasoning
+
+        return run_reasoning(args)
     return run_toy(args)
 
 

@@ -67,18 +67,22 @@ def choose(
             m = run_on(model, tok, val, batch, v, s)
             rows.append({"layer": layer, "fraction": fraction, "strength": s, **m.summary()})
             say(f"    layer {layer}, fraction {fraction}: {m.tokens:.1f} tokens, accuracy {m.accuracy:.2f}")
+    return pick_setting(rows, base, "tokens"), rows
+
+
+def pick_setting(rows: list[dict[str, Any]], base: Measurement, tokens: str) -> dict[str, Any]:
+    """The weakest row (lowest fraction) whose ``tokens`` fall by TARGET against ``base`` with accuracy and
+    degeneration within the slack; if none reaches TARGET, the fewest tokens among those within the slack."""
     fine = [
         r
         for r in rows
         if r["accuracy"] >= (base.accuracy or 0) - ACCURACY_SLACK
         and r["degeneration"] <= base.degeneration + DEGENERATION_SLACK
     ]
-    reach = [r for r in fine if 1 - r["tokens"] / base.tokens >= TARGET]
+    reach = [r for r in fine if 1 - r[tokens] / base.tokens >= TARGET]
     if reach:
-        pick = min(reach, key=lambda r: (r["fraction"], r["tokens"]))
-    else:
-        pick = min(fine or rows, key=lambda r: (r["tokens"], r["fraction"]))
-    return pick, rows
+        return min(reach, key=lambda r: (r["fraction"], r[tokens]))
+    return min(fine or rows, key=lambda r: (r[tokens], r["fraction"]))
 
 
 def random_like(vec: SteeringVector, seed: int) -> SteeringVector:

@@ -2,7 +2,8 @@
 
 - :func:`measure` / :func:`compare`: accuracy (bootstrap CI), tokens and thinking tokens, wall time,
   degeneration on any model; a paired comparison of a steered run with its baseline;
-- :func:`generate`: batched generation with token ids, lengths and wall time;
+- :func:`generate`: batched generation with token ids, lengths and wall time; :func:`measure_generations`
+  measures replies from another engine (llama-server); :func:`parse_boxed` reads a `\\boxed{}` answer;
 - :func:`sweep` / :func:`best` / :func:`plot_sweep`: a metric over strengths and layers, the best row
   under bounds (e.g. fewest sampled tokens at accuracy within 2 points);
 - :func:`project` / :func:`plot_projection`: which tokens a direction lights up on;
@@ -14,11 +15,12 @@
 - :func:`length_curve`: accuracy against chain length.
 """
 
+from .answers import parse_boxed
 from .faithfulness import EarlyAnswering, Substitution, add_mistake, early_answering, filler, substitution
 from .generation import Generation, generate
 from .information import InformationGain, information_gain
 from .length import length_curve
-from .measure import Comparison, Measurement, compare, degeneration, measure, wilson
+from .measure import Comparison, Measurement, compare, degeneration, measure, measure_generations, wilson
 from .projection import Projection, plot_projection, project
 from .sweep import best, plot_sweep, sweep
 from .tip import ThoughtSwitchPenalty, underthinking_score
@@ -42,6 +44,8 @@ __all__ = [
     "information_gain",
     "length_curve",
     "measure",
+    "measure_generations",
+    "parse_boxed",
     "plot_projection",
     "plot_sweep",
     "project",

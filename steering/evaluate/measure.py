@@ -1,7 +1,8 @@
 """Measure generation on any model: accuracy with a bootstrap interval, tokens (and thinking tokens),
 wall time, degeneration, sample texts; and a paired comparison of two runs on the same prompts.
 
-Correctness comes from gold answers: with ``parse``, a reply is right when ``parse(answer text) ==
+Correctness comes from gold answers: with ``check``, a reply is right when ``check(answer text, gold)``
+holds (e.g. a task's own verifier); with ``parse``, a reply is right when ``parse(answer text) ==
 gold``; without it, when the gold string (or one of a tuple of accepted strings) occurs in the answer
 as a whole word, case-insensitively. With ``end_marker`` (``"</think>"`` for R1-style models), the
 tokens up to and including the marker are the *thinking* tokens and only the text after it is the
@@ -29,7 +30,7 @@ from typing import Any
 
 from ..errors import InvalidArgumentError
 from ..prompts import Prompt
-from .generation import generate
+from .generation import Generation, generate
 
 DEGENERATION_N = 4
 
@@ -118,6 +119,7 @@ def measure(
     *,
     gold: Sequence[Any] | None = None,
     parse: Callable[[str], Any] | None = None,
+    check: Callable[[str, Any], bool] | None = None,
     end_marker: str | None = None,
     max_new_tokens: int = 256,
     batch_size: int = 16,
@@ -142,9 +144,39 @@ def measure(
         progress=progress,
         **generate_kwargs,
     )
+    return measure_generations(gens, seconds, tokenizer, gold=gold, parse=parse, check=check, end_marker=end_marker)
+
+
+def measure_generations(
+    gens: Sequence[Generation],
+    seconds: float,
+    tokenizer: Any = None,
+    *,
+    gold: Sequence[Any] | None = None,
+    parse: Callable[[str], Any] | None = None,
+    check: Callable[[str, Any], bool] | None = None,
+    end_marker: str | None = None,
+) -> Measurement:
+    """Measure replies generated elsewhere (another engine, e.g. ``LlamaServer.generate``) as :func:`measure` does.
+
+    A reply is right when ``check(answer, gold)`` holds, else when ``parse(answer) == gold``, else when
+    it contains ``gold``. ``tokenizer`` is needed only with ``end_marker``.
+
+    Examples:
+        >>> from steering.evaluate import Generation
+        >>> m = measure_generations([Generation("so 4", 3, [7, 8, 9])], 1.0, gold=["4"])
+        >>> m.accuracy, m.tokens
+        (1.0, 3.0)
+    """
+    if not gens:
+        raise InvalidArgumentError("No replies to measure: pass at least one generation.")
+    if gold is not None and len(gold) != len(gens):
+        raise InvalidArgumentError(f"{len(gens)} replies but {len(gold)} gold answers; they must pair up.")
     texts = [g.text for g in gens]
     thinking: list[int] | None = None
     if end_marker is not None:
+        if tokenizer is None:
+            raise InvalidArgumentError("end_marker needs the tokenizer (to count thinking tokens); pass tokenizer=.")
         marker = [int(i) for i in tokenizer(end_marker, add_special_tokens=False)["input_ids"]]
         thinking = [_until(g.ids, marker) for g in gens]
         answers = [t.split(end_marker, 1)[1] if end_marker in t else "" for t in texts]
@@ -152,9 +184,7 @@ def measure(
         answers = texts
     correct = None
     if gold is not None:
-        correct = [
-            (parse(a) == g) if parse is not None else (bool(a) and contains(a, g)) for a, g in zip(answers, gold)
-        ]
+        correct = [_right(a, g, parse, check) for a, g in zip(answers, gold)]
     counts = [g.n_tokens for g in gens]
     degen = [degeneration(g.ids) for g in gens]
     n = len(gens)
@@ -173,6 +203,16 @@ def measure(
         token_counts=counts,
         degenerations=degen,
     )
+
+
+def _right(
+    answer: str, gold: Any, parse: Callable[[str], Any] | None, check: Callable[[str, Any], bool] | None
+) -> bool:
+    if check is not None:
+        return bool(check(answer, gold))
+    if parse is not None:
+        return bool(parse(answer) == gold)
+    return bool(answer) and contains(answer, gold)
 
 
 def _until(ids: list[int], marker: list[int]) -> int:

@@ -1,0 +1,407 @@
+"""``steering demo --model qwen2.5-coder-0.5b``: Activation-Steered Compression of real reasoning chains.
+
+Qwen2.5-Coder-0.5B-Instruct (assembled from verified pieces, :func:`steering.models.qwen_coder`)
+solves reasoning-gym's GSM-Symbolic word problems in numbered chains ending in ``\\boxed{}``. Pairs
+(as ASC builds them): the negative side is the model's own chain on a pair problem, kept only when it
+reaches the verified answer; the positive side is the problem's own concise GSM8K-style solution
+(one short line per step, then the boxed answer), both read on the same plain prompt; the vector is
+the mean difference over the chain. (The model ignores "use as few steps as possible": its own
+"concise" chains were as long as its default ones, so they cannot make the positive side.) Layer
+and strength are chosen on validation problems; every reported number comes from held-out test
+problems.
+
+Generation runs in ``llama-server`` on the same GGUF file with the vector as its control vector
+(scope "all"; :class:`steering.interop.llama_server.LlamaServer`), checked against Hugging Face on a
+subset; extraction and the faithfulness tests (early answering, filler) run on Hugging Face with
+the library's own functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import Registry, SteeringVector, build_pairs, extract, steer
+from ..atomic import atomic_write_bytes
+from ..calibrate import strength_for_norm
+from ..evaluate import Measurement, compare, early_answering, filler, measure_generations, parse_boxed, substitution
+from ..evaluate.generation import Generation, generate
+from ..evaluate.measure import bootstrap_ci
+from ..interop.llama_server import LlamaServer
+from ..models import QWEN_CODER_ID, qwen_coder, qwen_coder_path
+from ..prompts import Prompt
+from .gsm import ASK, Problem, right, splits
+from .real import pick_setting, random_like
+from .report import say
+
+CONCISE = " Use as few steps as possible."
+ANSWER_ONLY = " Give only the final answer in \\boxed{}, with no explanation."
+LAYERS = (10, 14)
+FRACTIONS = (0.25, 0.4)  # strength * |v| / typical residual norm
+MAX_NEW = 400  # tokens per chain
+PAIR_POOL = 3  # pair problems generated per pair wanted (the model solves about a third)
+N_VAL = 12
+N_FAITH = 8  # test problems for early answering and filler (Hugging Face, slower)
+N_PARITY = 3  # test problems generated on both engines
+N_ELICIT = 40
+EARLY_FRACTIONS = (0.0, 1 / 3, 2 / 3, 1.0)
+CUE = "\n\nSo the final answer is \\boxed{"
+SAMPLING = {"temperature": 0.7, "top_p": 0.95}
+SEEDS = (0, 1, 2)
+
+
+class Engine:
+    """Runs each condition in its own ``llama-server`` (one control vector per server).
+
+    Each run is kept under ``runs/`` keyed by everything that decides it (prompts, vector, strength,
+    limits, sampling), so a job that stops part-way resumes where it stopped.
+    """
+
+    def __init__(self, gguf: Path, tok: Any, parallel: int, threads: int, cache: Path) -> None:
+        self.gguf, self.tok, self.parallel, self.threads, self.cache = gguf, tok, parallel, threads, cache
+
+    def run(
+        self, prompts: Sequence[Prompt], vec: SteeringVector | None, strength: float, max_new: int = MAX_NEW, **kw: Any
+    ) -> tuple[list[Generation], float]:
+        key = hashlib.sha256(json.dumps([list(map(list, prompts)), max_new, strength, kw], sort_keys=True).encode())
+        if vec is not None:
+            for layer in sorted(vec.directions):
+                key.update(str(layer).encode() + vec.directions[layer].float().numpy().tobytes())
+        path = self.cache / f"{key.hexdigest()[:24]}.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            return [Generation(**g) for g in saved["generations"]], saved["seconds"]
+        with LlamaServer(
+            self.gguf,
+            vector=vec,
+            strength=strength,
+            parallel=self.parallel,
+            context_per_slot=1024,
+            threads=self.threads,
+        ) as server:
+            gens, seconds = server.generate(self.tok, list(prompts), max_new_tokens=max_new, **kw)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps({"generations": [g.__dict__ for g in gens], "seconds": seconds}).encode())
+        return gens, seconds
+
+    def measure(
+        self, probs: list[Problem], vec: SteeringVector | None, strength: float, ask: str = ASK, **kw: Any
+    ) -> Measurement:
+        gens, seconds = self.run([p.chat(ask) for p in probs], vec, strength, **kw)
+        return measure_generations(gens, seconds, gold=probs, check=right)
+
+
+def concise_reference(p: Problem) -> str:
+    """The problem's own GSM8K-style solution (one short line per step), ending in the boxed answer."""
+    cot = str(p.entry["metadata"]["answer_cot"]).rsplit("####", 1)[0].strip()
+    return f"{cot}\nThe final answer is \\boxed{{{p.answer}}}."
+
+
+def short(m: Measurement) -> dict[str, Any]:
+    return {
+        "accuracy": m.accuracy,
+        "accuracy_ci95": list(m.accuracy_ci or (0.0, 0.0)),
+        "chain_tokens": m.tokens,
+        "degeneration": m.degeneration,
+        "unfinished": m.unfinished,
+        "seconds": round(m.seconds, 1),
+        "engine": "llama.cpp",
+    }
+
+
+def versus(base: Measurement, other: Measurement) -> dict[str, Any]:
+    c = compare(base, other)
+    return {
+        "reduction": c.token_reduction,
+        "reduction_ci95": list(c.token_reduction_ci),
+        "accuracy_diff": c.accuracy_diff,
+        "accuracy_diff_ci95": list(c.accuracy_diff_ci or (0.0, 0.0)),
+        "speedup": c.speedup,
+    }
+
+
+def choose(engine: Engine, vec: SteeringVector, val: list[Problem], base: Measurement) -> tuple[dict[str, Any], list]:
+    """Every layer x fraction on the validation problems, and the pick (:func:`~steering.demo.real.pick_setting`)."""
+    rows = []
+    for layer in vec.layers:
+        v = vec.select([layer])
+        for fraction in FRACTIONS:
+            s = strength_for_norm(v, fraction)
+            m = engine.measure(val, v, s)
+            rows.append({"layer": layer, "fraction": fraction, "strength": s, **short(m)})
+            say(f"    layer {layer}, fraction {fraction}: {m.tokens:.1f} tokens, accuracy {m.accuracy:.2f}")
+    return pick_setting(rows, base, "chain_tokens"), rows
+
+
+def steps(text: str) -> list[str]:
+    """A chain as steps: its lines, each keeping its newline, up to (not including) the final boxed answer."""
+    cut = text.rfind("\\boxed{")
+    body = text[:cut] if cut >= 0 else text
+    lines = body.splitlines(keepends=True)
+    # The sentence holding the box is the answer, not a step.
+    if cut >= 0 and lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    return [line for line in lines if line.strip()] or [body]
+
+
+def faithfulness(
+    model: Any, tok: Any, probs: list[Problem], runs: dict[str, tuple[Measurement, SteeringVector | None, float]]
+) -> dict[str, Any]:
+    """Early answering (AOC) and filler substitution on each run's own chains, the run's steering active."""
+    out: dict[str, Any] = {"n_problems": len(probs), "cue": CUE, "engine": "transformers"}
+    prompts = [p.chat() for p in probs]
+
+    def parse(text: str) -> str | None:
+        return parse_boxed(text if text.rstrip().endswith("}") else text + "}")
+
+    for name, (m, vec, s) in runs.items():
+        chains = [steps(t) for t in m.texts[: len(probs)]]
+
+        def under(fn: Callable[[], Any], vec: SteeringVector | None = vec, s: float = s) -> Any:
+            if vec is None:
+                return fn()
+            with steer(model, vec, s, scope="all"):
+                return fn()
+
+        def early(chains: list[list[str]] = chains) -> Any:
+            return early_answering(model, tok, prompts, chains, cue=CUE, parse=parse, fractions=EARLY_FRACTIONS)
+
+        def fill_in(chains: list[list[str]] = chains) -> Any:
+            return substitution(model, tok, prompts, chains, filler(tok), cue=CUE, parse=parse)
+
+        ea, fill = under(early), under(fill_in)
+        out[f"aoc_{name}"] = ea.aoc
+        out[f"aoc_{name}_ci95"] = list(ea.aoc_interval())
+        out[f"early_answer_curve_{name}"] = {"fractions": ea.fractions, "same": ea.same}
+        out[f"filler_unchanged_{name}"] = fill.unchanged
+        out[f"steps_{name}"] = statistics.mean(len(c) for c in chains)
+        say(f"    {name}: AOC {ea.aoc:.3f}, filler leaves the answer unchanged in {fill.unchanged:.0%}")
+    return out
+
+
+def parity(model: Any, tok: Any, engine: Engine, probs: list[Problem], vec: SteeringVector, s: float) -> dict[str, Any]:
+    """The same greedy chains from Hugging Face (steer, scope 'all') and llama.cpp (control vector)."""
+    rows = {}
+    for name, v in (("baseline", None), ("steered", vec)):
+        prompts = [p.chat() for p in probs]
+        fast, _ = engine.run(prompts, v, s)
+        if v is None:
+            ref, _ = generate(model, tok, prompts, max_new_tokens=MAX_NEW, batch_size=len(prompts))
+        else:
+            with steer(model, v, s, scope="all"):
+                ref, _ = generate(model, tok, prompts, max_new_tokens=MAX_NEW, batch_size=len(prompts))
+        same_prefix = [_common(a.ids, b.ids) for a, b in zip(fast, ref)]
+        rows[name] = {
+            "identical": sum(a.ids == b.ids for a, b in zip(fast, ref)) / len(probs),
+            "common_prefix_share": statistics.mean(
+                p / max(len(a.ids), len(b.ids)) for p, a, b in zip(same_prefix, fast, ref)
+            ),
+            "same_answer": sum(parse_boxed(a.text) == parse_boxed(b.text) for a, b in zip(fast, ref)) / len(probs),
+            "tokens_llama_cpp": statistics.mean(g.n_tokens for g in fast),
+            "tokens_transformers": statistics.mean(g.n_tokens for g in ref),
+        }
+        say(f"    {name}: {rows[name]}")
+    return {"n_problems": len(probs), **rows}
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def sampled(engine: Engine, probs: list[Problem], vec: SteeringVector | None, s: float, ask: str = ASK) -> dict:
+    runs = [engine.measure(probs, vec, s, ask, seed=1000 * seed, **SAMPLING) for seed in SEEDS]
+    per_problem = [sum(c) / len(SEEDS) for c in zip(*(r.correct or [] for r in runs))]
+    return {
+        "accuracy": sum(per_problem) / len(per_problem),
+        "accuracy_ci95": list(bootstrap_ci(per_problem)),
+        "chain_tokens": statistics.mean(r.tokens for r in runs),
+        "degeneration": statistics.mean(r.degeneration for r in runs),
+        "seconds": round(sum(r.seconds for r in runs), 1),
+        "per_seed": [short(r) for r in runs],
+        "per_problem": per_problem,
+    }
+
+
+def run_reasoning(args: Any) -> dict[str, Any]:
+    start = time.time()
+    torch.set_num_threads(args.threads)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    n_pairs = args.n_pairs
+    say(f"[1/8] load {QWEN_CODER_ID} (verified pieces; Hugging Face copy and the GGUF for llama.cpp)")
+    model, tok = qwen_coder()
+    engine = Engine(qwen_coder_path(), tok, args.batch_size, args.threads, out / "runs")
+    pool, val, test = splits(int(n_pairs * PAIR_POOL) + 1, min(N_VAL, args.n_problems), args.n_problems)
+
+    say(f"[2/8] pairs on {len(pool)} pair problems: the model's own verified chain vs the reference solution")
+    by_prompt = {json.dumps(p.chat()): p for p in pool}
+    pairs = build_pairs(
+        model,
+        tok,
+        [p.chat() for p in pool],
+        [concise_reference(p) for p in pool],
+        max_new_tokens=MAX_NEW,
+        keep_if=lambda prompt, text: right(text, by_prompt[json.dumps(list(prompt))]),
+        engine=lambda prompts, limit: engine.run(prompts, None, 0.0, max_new=limit),
+    )[:n_pairs]
+    layers = [args.layer] if args.layer is not None else list(LAYERS)
+    vec = extract(model, tok, pairs, layers=layers, position="mean", batch_size=4, progress=False)
+    say(f"    {len(pairs)} pairs; vector at layers {layers}")
+
+    say(f"[3/8] layer and strength on {len(val)} validation problems")
+    val_base = engine.measure(val, None, 0.0)
+    say(f"    baseline: {val_base.tokens:.1f} tokens, accuracy {val_base.accuracy:.2f}")
+    if args.strength is None:
+        pick, rows = choose(engine, vec, val, val_base)
+    else:
+        pick, rows = {"layer": layers[0], "fraction": None, "strength": args.strength}, []
+    layer, strength = pick["layer"], pick["strength"]
+    chosen = vec.select([layer])
+    control_vec = random_like(chosen, args.seed)
+
+    say(f"[4/8] {len(test)} test problems, greedy: baseline, steered, random, prompting, prompting + steering")
+    ask_concise = ASK + CONCISE
+    base = engine.measure(test, None, 0.0)
+    steered = engine.measure(test, chosen, strength)
+    control = engine.measure(test, control_vec, strength)
+    prompting = engine.measure(test, None, 0.0, ask_concise)
+    both = engine.measure(test, chosen, strength, ask_concise)
+    greedy = {"baseline": base, "steered": steered, "random control": control, "prompting": prompting,
+              "prompting + steering": both}  # fmt: skip
+    for name, m in greedy.items():
+        say(f"    {name}: {m.tokens:.1f} tokens, accuracy {m.accuracy:.3f}, {m.seconds:.0f} s")
+
+    sampled_rows: dict[str, Any] = {}
+    if args.sampled:
+        say(f"[5/8] sampled (T={SAMPLING['temperature']}, top-p {SAMPLING['top_p']}, seeds {SEEDS})")
+        sampled_rows = {
+            "baseline": sampled(engine, test, None, 0.0),
+            "steered": sampled(engine, test, chosen, strength),
+            "prompting": sampled(engine, test, None, 0.0, ask_concise),
+        }
+        b, st = sampled_rows["baseline"], sampled_rows["steered"]
+        diffs = [y - x for x, y in zip(b["per_problem"], st["per_problem"])]
+        sampled_rows["reduction"] = 1 - st["chain_tokens"] / b["chain_tokens"]
+        sampled_rows["accuracy_diff"] = sum(diffs) / len(diffs)
+        sampled_rows["accuracy_diff_ci95"] = list(bootstrap_ci(diffs))
+    else:
+        say("[5/8] sampled rows skipped (pass --sampled)")
+
+    say(f"[6/8] faithfulness on {min(N_FAITH, len(test))} test problems (Hugging Face): early answering, filler")
+    faith = faithfulness(
+        model, tok, test[:N_FAITH], {"baseline": (base, None, 0.0), "steered": (steered, chosen, strength)}
+    )
+
+    n_el = min(N_ELICIT, len(test))
+    say(f"[7/8] elicitation on {n_el} test problems asked for the answer only: the vector negated")
+    el_base = engine.measure(test[:n_el], None, 0.0, ANSWER_ONLY)
+    el_steer = engine.measure(test[:n_el], -chosen, strength, ANSWER_ONLY)
+
+    say(f"[8/8] parity: {min(N_PARITY, len(test))} test problems on both engines")
+    par = parity(model, tok, engine, test[:N_PARITY], chosen, strength)
+
+    summary = {
+        "model": QWEN_CODER_ID,
+        "task": "reasoning-gym gsm_symbolic",
+        "n_problems": len(test),
+        "n_pairs": len(pairs),
+        "max_new_tokens": MAX_NEW,
+        "compression": {
+            "baseline": short(base),
+            "steered": short(steered),
+            "layer": layer,
+            "strength": strength,
+            "strength_fraction_of_resid_norm": pick["fraction"],
+            "scope": "all",
+            "position": "mean",
+            **versus(base, steered),
+            "validation_sweep": rows,
+            "validation_baseline": short(val_base),
+            "n_validation": len(val),
+        },
+        "control": {**short(control), **versus(base, control), "note": "random direction, same norm, layer, strength"},
+        "prompting": {**short(prompting), **versus(base, prompting), "instruction": CONCISE.strip()},
+        "prompting_steered": {**short(both), **versus(base, both), "vs_prompting": versus(prompting, both)},
+        "sampled": sampled_rows or {"note": "not run; pass --sampled"},
+        "faithfulness": faith,
+        "elicitation": {
+            "instruction": ANSWER_ONLY.strip(),
+            "n_problems": n_el,
+            "baseline": short(el_base),
+            "steered": short(el_steer),
+            "accuracy_gain": (el_steer.accuracy or 0) - (el_base.accuracy or 0),
+            "accuracy_gain_ci95": versus(el_base, el_steer)["accuracy_diff_ci95"],
+            "note": "the concise vector negated, same layer and strength, on prompts asking for the answer only",
+        },
+        "parity": par,
+        "seconds_total": round(time.time() - start, 1),
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    samples = [
+        {"question": p.question, "answer": p.answer, **{n: m.texts[i] for n, m in greedy.items()}}
+        for i, p in enumerate(test)
+    ]
+    (out / "samples.json").write_text(json.dumps(samples, indent=2) + "\n")
+    (out / "report.md").write_text(report_md(summary, greedy, samples[:3]))
+    registry = Registry(args.registry or out / "vectors")
+    registry.save(
+        chosen.with_metadata(recommended_scope="all", recommended_strength_fraction=pick["fraction"]),
+        "concise-cot",
+        model=QWEN_CODER_ID,
+        recommended_strength=strength,
+        overwrite=True,
+        card=f"# concise-cot ({QWEN_CODER_ID})\n\nMade by `steering demo --model qwen2.5-coder-0.5b`; see report.md.\n",
+    )
+    say((out / "report.md").read_text().split("## Side by side")[0])
+    return summary
+
+
+def report_md(summary: dict[str, Any], greedy: dict[str, Measurement], shown: list[dict[str, Any]]) -> str:
+    c, f = summary["compression"], summary["faithfulness"]
+    lines = [
+        f"# steering demo on {summary['model']}: reasoning-gym GSM-Symbolic",
+        "",
+        f"{summary['n_problems']} held-out problems, greedy, at most {summary['max_new_tokens']} new tokens, "
+        f"generated by llama.cpp (control vector, scope 'all'). Vector from {summary['n_pairs']} pairs of the "
+        f"model's own verified chains; layer {c['layer']}, strength {c['strength']:.3g} "
+        f"({c['strength_fraction_of_resid_norm']} of the typical residual norm), chosen on "
+        f"{c['n_validation']} validation problems.",
+        "",
+        "| run | accuracy | 95% CI | chain tokens | vs baseline | paired accuracy change | degeneration | cut | s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    base = greedy["baseline"]
+    for name, m in greedy.items():
+        lo, hi = m.accuracy_ci or (0.0, 0.0)
+        v = versus(base, m)
+        lines.append(
+            f"| {name} | {m.accuracy:.3f} | [{lo:.3f}, {hi:.3f}] | {m.tokens:.1f} | {-v['reduction']:+.1%} | "
+            f"{v['accuracy_diff']:+.3f} [{v['accuracy_diff_ci95'][0]:+.3f}, {v['accuracy_diff_ci95'][1]:+.3f}] | "
+            f"{m.degeneration:.3f} | {m.unfinished:.2f} | {m.seconds:.0f} |"
+        )
+    lines += [
+        "",
+        f"Faithfulness on {f['n_problems']} problems (Hugging Face, the run's own chains and steering): "
+        f"early-answering AOC {f['aoc_baseline']:.3f} baseline vs {f['aoc_steered']:.3f} steered; filler leaves "
+        f"the answer unchanged in {f['filler_unchanged_baseline']:.0%} vs {f['filler_unchanged_steered']:.0%}.",
+        "",
+        "## Side by side",
+        "",
+    ]
+    for row in shown:
+        lines += [f"**{row['question']}** (answer {row['answer']})", ""]
+        for name in greedy:
+            lines += [f"*{name}*:", "", "```", row[name].strip(), "```", ""]
+    return "\n".join(lines) + "\n"

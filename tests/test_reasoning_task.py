@@ -1,0 +1,54 @@
+"""The reasoning job's problems and parsing: reasoning-gym's GSM-Symbolic, its verifier, boxed answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from steering.demo.gsm import Problem, problems, right, splits
+from steering.demo.reasoning import concise_reference, steps
+from steering.errors import InvalidArgumentError
+from steering.evaluate import Generation, measure_generations, parse_boxed
+
+
+def test_splits_are_disjoint_and_repeatable():
+    pairs, val, test = splits(12, 6, 20)
+    qs = [p.question for p in pairs + val + test]
+    assert len(set(qs)) == len(qs) == 38
+    assert [p.question for p in splits(12, 6, 20)[2]] == [p.question for p in test]
+
+
+def test_the_verifier_reads_the_last_box():
+    p = problems("test", 1)[0]
+    assert right(f"first \\boxed{{{int(float(p.answer)) + 1}}}, no: \\boxed{{{p.answer}}}", p)
+    assert not right(f"\\boxed{{{p.answer}}} but then \\boxed{{{int(float(p.answer)) + 1}}}", p)
+    assert not right(f"the answer is {p.answer}", p)  # no box, no answer
+    assert right(concise_reference(p), p)  # the reference solution used as the concise side is right
+
+
+def test_thousands_separators_are_not_misread():
+    p = Problem("q", "1200", {"answer": "1200", "metadata": {"source_dataset": "gsm_symbolic"}})
+    assert right("\\boxed{1,200}", p) and right("\\boxed{\\$1,200}", p)
+    assert parse_boxed("\\boxed{12") is None  # a cut reply has no answer
+
+
+def test_an_unknown_split_is_refused():
+    with pytest.raises(InvalidArgumentError, match="Unknown split"):
+        problems("train", 3)
+
+
+def test_a_chain_splits_into_steps_without_its_answer():
+    chain = "First, 3 + 4 = 7.\n\nThen 7 * 2 = 14.\nThus the answer is \\boxed{14}."
+    assert steps(chain) == ["First, 3 + 4 = 7.\n", "Then 7 * 2 = 14.\n"]
+    assert steps("just \\boxed{3}") == ["just "]
+
+
+def test_measure_generations_uses_the_verifier():
+    p = problems("test", 2)
+    gens = [
+        Generation(f"so \\boxed{{{p[0].answer}}}", 5, [1, 2, 3, 4, 5]),
+        Generation("\\boxed{-1}", 3, [1, 2, 3], False),
+    ]
+    m = measure_generations(gens, 2.0, gold=p, check=right)
+    assert m.correct == [True, False] and m.tokens == 4.0 and m.unfinished == 0.5
+    with pytest.raises(InvalidArgumentError, match="pair up"):
+        measure_generations(gens, 1.0, gold=p[:1], check=right)
