@@ -74,7 +74,14 @@ def render(tokenizer: Any, prompt: Prompt) -> str:
             f"Chat messages need a tokenizer with a chat template; {type(tokenizer).__name__} has none. "
             "Pass the prompt as text instead."
         )
-    return str(tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True))
+    text = str(tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True))
+    last = str(list(prompt)[-1].get("content", "")) if list(prompt)[-1].get("role") == "user" else ""
+    if last.strip() and last.strip() not in text:
+        raise InvalidArgumentError(
+            f"The chat template of {type(tokenizer).__name__} dropped the last message ({last[:40]!r}): it has no "
+            "slot for chat roles. Use a chat model's tokenizer, or pass the prompt as text."
+        )
+    return text
 
 
 def _has_bos(tokenizer: Any, text: str) -> bool:

@@ -52,3 +52,18 @@ def test_measure_generations_uses_the_verifier():
     assert m.correct == [True, False] and m.tokens == 4.0 and m.unfinished == 0.5
     with pytest.raises(InvalidArgumentError, match="pair up"):
         measure_generations(gens, 1.0, gold=p[:1], check=right)
+
+
+def test_a_template_without_chat_roles_is_refused():
+    from transformers import AutoTokenizer
+
+    from steering.models import smollm2_path  # any tokenizer; its template replaced by one that ignores messages
+    from steering.prompts import encode
+
+    tok = AutoTokenizer.from_pretrained(smollm2_path().parent, gguf_file=smollm2_path().name)
+    tok.chat_template = "Answer the question."
+    with pytest.raises(InvalidArgumentError, match="no slot for chat roles"):
+        encode(tok, [{"role": "user", "content": "What is 2 + 2?"}])
+    tok.chat_template = None
+    with pytest.raises(InvalidArgumentError, match="chat template"):
+        encode(tok, [{"role": "user", "content": "What is 2 + 2?"}])
