@@ -67,3 +67,18 @@ def test_a_template_without_chat_roles_is_refused():
     tok.chat_template = None
     with pytest.raises(InvalidArgumentError, match="chat template"):
         encode(tok, [{"role": "user", "content": "What is 2 + 2?"}])
+
+
+def test_the_pick_never_falls_back_to_the_most_destructive_setting():
+    from steering.demo.real import pick_setting
+
+    base = measure_generations([Generation("\\boxed{1}", 300, list(range(300)))] * 6, 1.0)
+    base = type(base)(**{**base.__dict__, "accuracy": 0.17})
+    rows = [
+        {"fraction": 0.25, "chain_tokens": 186, "accuracy": 0.0, "degeneration": 0.0},
+        {"fraction": 0.4, "chain_tokens": 101, "accuracy": 0.0, "degeneration": 0.0},
+        {"fraction": 0.25, "chain_tokens": 207, "accuracy": 0.08, "degeneration": 0.0},
+    ]
+    assert pick_setting(rows, base, "chain_tokens")["chain_tokens"] == 207  # none within the slack: most accurate
+    rows.append({"fraction": 0.15, "chain_tokens": 250, "accuracy": 0.17, "degeneration": 0.0})
+    assert pick_setting(rows, base, "chain_tokens")["chain_tokens"] == 250  # within the slack beats any cut

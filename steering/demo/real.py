@@ -72,7 +72,8 @@ def choose(
 
 def pick_setting(rows: list[dict[str, Any]], base: Measurement, tokens: str) -> dict[str, Any]:
     """The weakest row (lowest fraction) whose ``tokens`` fall by TARGET against ``base`` with accuracy and
-    degeneration within the slack; if none reaches TARGET, the fewest tokens among those within the slack."""
+    degeneration within the slack; if none reaches TARGET, the fewest tokens among those within the slack;
+    if none is within the slack, the most accurate (then the fewest tokens), never simply the shortest."""
     fine = [
         r
         for r in rows
@@ -82,7 +83,11 @@ def pick_setting(rows: list[dict[str, Any]], base: Measurement, tokens: str) -> 
     reach = [r for r in fine if 1 - r[tokens] / base.tokens >= TARGET]
     if reach:
         return min(reach, key=lambda r: (r["fraction"], r[tokens]))
-    return min(fine or rows, key=lambda r: (r[tokens], r["fraction"]))
+    if fine:
+        return min(fine, key=lambda r: (r[tokens], r["fraction"]))
+    return min(
+        rows, key=lambda r: (-r["accuracy"], r["degeneration"] > base.degeneration + DEGENERATION_SLACK, r[tokens])
+    )
 
 
 def random_like(vec: SteeringVector, seed: int) -> SteeringVector:

@@ -44,7 +44,7 @@ from .report import say
 CONCISE = " Use as few steps as possible."
 ANSWER_ONLY = " Give only the final answer in \\boxed{}, with no explanation."
 LAYERS = (10, 14)
-FRACTIONS = (0.25, 0.4)  # strength * |v| / typical residual norm
+FRACTIONS = (0.15, 0.25, 0.4)  # strength * |v| / typical residual norm
 MAX_NEW = 400  # tokens per chain
 PAIR_POOL = 3  # pair problems generated per pair wanted (the model solves about a third)
 N_VAL = 12
