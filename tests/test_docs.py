@@ -68,8 +68,14 @@ def prelude(demo, folder: Path) -> dict:
 
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p)], ids=lambda p: str(p.relative_to(ROOT)))
 def test_page_code_runs(page, demo, tmp_path, monkeypatch):
+    from steering.cache import cache_dir
+
+    models = cache_dir() / "models"  # reference models (fetched by scripts/test.sh) stay shared; the rest is fresh
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STEERING_CACHE", str(tmp_path / "cache"))
+    if models.is_dir():
+        (tmp_path / "cache").mkdir()
+        (tmp_path / "cache" / "models").symlink_to(models)
     namespace = prelude(demo, tmp_path)
     for i, (code, why) in enumerate(blocks(page)):
         if why is not None:
