@@ -7,6 +7,7 @@ index page). A block preceded by ``<!-- no-run: reason -->`` is skipped, with it
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -71,6 +72,9 @@ def test_page_code_runs(page, demo, tmp_path, monkeypatch):
     from steering.cache import cache_dir
 
     models = cache_dir() / "models"  # reference models (fetched by scripts/test.sh) stay shared; the rest is fresh
+    llama_bin = ROOT / ".venv-llama" / "llama-bin"  # llama-server for the pages that generate through it
+    if llama_bin.is_file() and not os.environ.get("LLAMA_SERVER"):
+        monkeypatch.setenv("LLAMA_SERVER", str(Path(llama_bin.read_text().strip()) / "llama-server"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STEERING_CACHE", str(tmp_path / "cache"))
     if models.is_dir():

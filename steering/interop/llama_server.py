@@ -45,10 +45,9 @@ def find_server(binary: str | os.PathLike[str] | None = None) -> Path:
             raise ModelFileError(f"llama-server binary {str(binary)!r} does not exist or is not executable.")
         return Path(binary)
     candidates: list[str | Path | None] = [os.environ.get("LLAMA_SERVER"), shutil.which("llama-server")]
-    # scripts/llama_env.sh records its build in .venv-llama/llama-bin: here, or beside an editable checkout.
-    for marker in (Path(".venv-llama/llama-bin"), Path(__file__).resolve().parents[2] / ".venv-llama/llama-bin"):
-        if marker.is_file():
-            candidates.append(Path(marker.read_text().strip()) / "llama-server")
+    marker = Path(".venv-llama/llama-bin")  # where scripts/llama_env.sh records its build (run from the checkout)
+    if marker.is_file():
+        candidates.append(Path(marker.read_text().strip()) / "llama-server")
     for c in candidates:
         if c and Path(c).is_file() and os.access(c, os.X_OK):
             return Path(c)
