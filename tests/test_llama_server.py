@@ -86,3 +86,10 @@ def test_bad_arguments_are_refused_with_the_fix(tmp_path):
         LlamaServer(smollm2_path(), parallel=0)
     with pytest.raises(ModelFileError, match="not executable"):
         find_server(tmp_path / "nope")
+
+
+def test_a_prompt_too_long_for_a_slot_is_refused_with_the_fix(ref):
+    _, tok, _ = ref
+    with LlamaServer(smollm2_path(), parallel=1, context_per_slot=64) as server:
+        with pytest.raises(InvalidArgumentError, match="raise context_per_slot"):
+            server.generate(tok, [[{"role": "user", "content": "tell me a story " * 40}]], max_new_tokens=8)

@@ -149,6 +149,12 @@ class LlamaServer:
         """One completion of the token ids ``ids``; greedy unless ``temperature`` > 0 is given."""
         if self._proc is None:
             raise InvalidArgumentError("The server is not running; use it inside `with LlamaServer(...) as server:`.")
+        if len(ids) + max_new_tokens > self.context_per_slot:
+            # llama-server would silently drop the start of the prompt (or shift the context) instead.
+            raise InvalidArgumentError(
+                f"A {len(ids)}-token prompt with {max_new_tokens} new tokens does not fit a slot of "
+                f"{self.context_per_slot} tokens: raise context_per_slot (or lower max_new_tokens)."
+            )
         body = {
             "prompt": ids, "n_predict": max_new_tokens, "return_tokens": True, "cache_prompt": False,
             "temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "repeat_penalty": 1.0, **sampling,
@@ -156,8 +162,17 @@ class LlamaServer:
         req = urllib.request.Request(
             self.url + "/completion", json.dumps(body).encode(), {"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(req, timeout=REQUEST_SECONDS) as r:
-            out = json.load(r)
+        try:
+            with urllib.request.urlopen(req, timeout=REQUEST_SECONDS) as r:
+                out = json.load(r)
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode(errors="replace")[:300]
+            raise InvalidArgumentError(
+                f"llama-server refused a {len(ids)}-token prompt with {max_new_tokens} new tokens (HTTP {e.code}: "
+                f"{detail}); a slot holds {self.context_per_slot} tokens: raise context_per_slot."
+            ) from None
+        if out.get("truncated"):
+            raise InvalidArgumentError(f"llama-server truncated a {len(ids)}-token prompt; raise context_per_slot.")
         tokens = [int(t) for t in out["tokens"]]
         finished = out.get("stop_type") == "eos"
         return Generation(out["content"], len(tokens), tokens, finished)
