@@ -22,23 +22,24 @@ import hashlib
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .. import Registry, SteeringVector, build_pairs, extract, steer
+from .. import Registry, SteeringVector, build_pairs, extract
 from ..atomic import atomic_write_bytes
 from ..calibrate import strength_for_norm
-from ..evaluate import Measurement, compare, early_answering, filler, measure_generations, parse_boxed, substitution
-from ..evaluate.generation import Generation, generate
+from ..evaluate import Measurement, compare, measure_generations
+from ..evaluate.generation import Generation
 from ..evaluate.measure import bootstrap_ci
 from ..interop.llama_server import LlamaServer
 from ..models import QWEN_CODER_ID, qwen_coder, qwen_coder_path
 from ..prompts import Prompt
 from .gsm import ASK, Problem, right, splits
 from .real import pick_setting, random_like
+from .reasoning_checks import faithfulness, parity
 from .report import say
 
 CONCISE = " Use as few steps as possible."
@@ -51,8 +52,6 @@ N_VAL = 12
 N_FAITH = 8  # test problems for early answering and filler (Hugging Face, slower)
 N_PARITY = 3  # test problems generated on both engines
 N_ELICIT = 40
-EARLY_FRACTIONS = (0.0, 1 / 3, 2 / 3, 1.0)
-CUE = "\n\nSo the final answer is \\boxed{"
 SAMPLING = {"temperature": 0.7, "top_p": 0.95}
 SEEDS = (0, 1, 2)
 
@@ -138,86 +137,6 @@ def choose(engine: Engine, vec: SteeringVector, val: list[Problem], base: Measur
             rows.append({"layer": layer, "fraction": fraction, "strength": s, **short(m)})
             say(f"    layer {layer}, fraction {fraction}: {m.tokens:.1f} tokens, accuracy {m.accuracy:.2f}")
     return pick_setting(rows, base, "chain_tokens"), rows
-
-
-def steps(text: str) -> list[str]:
-    """A chain as steps: its lines, each keeping its newline, up to (not including) the final boxed answer."""
-    cut = text.rfind("\\boxed{")
-    body = text[:cut] if cut >= 0 else text
-    lines = body.splitlines(keepends=True)
-    # The sentence holding the box is the answer, not a step.
-    if cut >= 0 and lines and not lines[-1].endswith("\n"):
-        lines = lines[:-1]
-    return [line for line in lines if line.strip()] or [body]
-
-
-def faithfulness(
-    model: Any, tok: Any, probs: list[Problem], runs: dict[str, tuple[Measurement, SteeringVector | None, float]]
-) -> dict[str, Any]:
-    """Early answering (AOC) and filler substitution on each run's own chains, the run's steering active."""
-    out: dict[str, Any] = {"n_problems": len(probs), "cue": CUE, "engine": "transformers"}
-    prompts = [p.chat() for p in probs]
-
-    def parse(text: str) -> str | None:
-        return parse_boxed(text if text.rstrip().endswith("}") else text + "}")
-
-    for name, (m, vec, s) in runs.items():
-        chains = [steps(t) for t in m.texts[: len(probs)]]
-
-        def under(fn: Callable[[], Any], vec: SteeringVector | None = vec, s: float = s) -> Any:
-            if vec is None:
-                return fn()
-            with steer(model, vec, s, scope="all"):
-                return fn()
-
-        def early(chains: list[list[str]] = chains) -> Any:
-            return early_answering(model, tok, prompts, chains, cue=CUE, parse=parse, fractions=EARLY_FRACTIONS)
-
-        def fill_in(chains: list[list[str]] = chains) -> Any:
-            return substitution(model, tok, prompts, chains, filler(tok), cue=CUE, parse=parse)
-
-        ea, fill = under(early), under(fill_in)
-        out[f"aoc_{name}"] = ea.aoc
-        out[f"aoc_{name}_ci95"] = list(ea.aoc_interval())
-        out[f"early_answer_curve_{name}"] = {"fractions": ea.fractions, "same": ea.same}
-        out[f"filler_unchanged_{name}"] = fill.unchanged
-        out[f"steps_{name}"] = statistics.mean(len(c) for c in chains)
-        say(f"    {name}: AOC {ea.aoc:.3f}, filler leaves the answer unchanged in {fill.unchanged:.0%}")
-    return out
-
-
-def parity(model: Any, tok: Any, engine: Engine, probs: list[Problem], vec: SteeringVector, s: float) -> dict[str, Any]:
-    """The same greedy chains from Hugging Face (steer, scope 'all') and llama.cpp (control vector)."""
-    rows = {}
-    for name, v in (("baseline", None), ("steered", vec)):
-        prompts = [p.chat() for p in probs]
-        fast, _ = engine.run(prompts, v, s)
-        if v is None:
-            ref, _ = generate(model, tok, prompts, max_new_tokens=MAX_NEW, batch_size=len(prompts))
-        else:
-            with steer(model, v, s, scope="all"):
-                ref, _ = generate(model, tok, prompts, max_new_tokens=MAX_NEW, batch_size=len(prompts))
-        same_prefix = [_common(a.ids, b.ids) for a, b in zip(fast, ref)]
-        rows[name] = {
-            "identical": sum(a.ids == b.ids for a, b in zip(fast, ref)) / len(probs),
-            "common_prefix_share": statistics.mean(
-                p / max(len(a.ids), len(b.ids)) for p, a, b in zip(same_prefix, fast, ref)
-            ),
-            "same_answer": sum(parse_boxed(a.text) == parse_boxed(b.text) for a, b in zip(fast, ref)) / len(probs),
-            "tokens_llama_cpp": statistics.mean(g.n_tokens for g in fast),
-            "tokens_transformers": statistics.mean(g.n_tokens for g in ref),
-        }
-        say(f"    {name}: {rows[name]}")
-    return {"n_problems": len(probs), **rows}
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def sampled(engine: Engine, probs: list[Problem], vec: SteeringVector | None, s: float, ask: str = ASK) -> dict:
@@ -310,7 +229,7 @@ def run_reasoning(args: Any) -> dict[str, Any]:
     el_steer = engine.measure(test[:n_el], -chosen, strength, ANSWER_ONLY)
 
     say(f"[8/8] parity: {min(N_PARITY, len(test))} test problems on both engines")
-    par = parity(model, tok, engine, test[:N_PARITY], chosen, strength)
+    par = parity(model, tok, engine.run, test[:N_PARITY], chosen, strength, MAX_NEW)
 
     summary = {
         "model": QWEN_CODER_ID,

@@ -107,19 +107,18 @@ class LlamaServer:
             self.url = f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
             self._log = open(Path(self._tmp.name) / "server.log", "wb")  # closed in __exit__
             self._proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
-            self._wait_ready(Path(self._tmp.name) / "server.log")
+            self._wait_ready(self._proc, Path(self._tmp.name) / "server.log")
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
-    def _wait_ready(self, log: Path) -> None:
+    def _wait_ready(self, proc: subprocess.Popen[bytes], log: Path) -> None:
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
+            if proc.poll() is not None:
                 tail = log.read_text(errors="replace")[-2000:]
-                raise ModelFileError(f"llama-server exited with code {self._proc.returncode} at start-up:\n{tail}")
+                raise ModelFileError(f"llama-server exited with code {proc.returncode} at start-up:\n{tail}")
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
                     if r.status == 200:
