@@ -186,10 +186,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def external(cmd: list[str], port: int, env: Mapping[str, str] | None = None, seconds: float = 600) -> Iterator[str]:
+def external(
+    cmd: list[str], port: int, env: Mapping[str, str] | None = None, seconds: float = 600, cwd: Path | None = None
+) -> Iterator[str]:
     """Run ``cmd`` (a server on ``127.0.0.1:port``), yield its URL once ``/health`` answers 200, always stop it.
     Fails with the server's stderr if it exits first, or after ``seconds`` without an answer."""
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + seconds

@@ -116,22 +116,11 @@ def test_gguf_refusals(vec, tmp_path):
 
 
 def test_every_position_runtimes_refuse_a_vector_meant_for_another_scope(vec, tmp_path):
-    from steering.interop.vllm import SteeringExtension
-
     prompt_last = vec.with_metadata(recommended_scope="prompt_last")
     with pytest.raises(UnknownOptionError, match=r"llama.cpp steers every position.*meant for scope 'prompt_last'"):
         export_gguf(prompt_last, tmp_path / "pl.gguf")
     assert not (tmp_path / "pl.gguf").exists()
     assert import_gguf(export_gguf(prompt_last, tmp_path / "pl.gguf", scope="all")).layers == [1, 2]
-    registry = steering.Registry(tmp_path / "registry")
-    registry.save(prompt_last, "pl")
-    registry.save(vec, "v")
-    ext = SteeringExtension()
-    ext.steering_source = str(registry.root)
-    with pytest.raises(UnknownOptionError, match=r"vLLM .*scope 'all' only.*meant for scope 'prompt_last'"):
-        ext.steering_attach("pl")  # refused before it looks for a vLLM worker's model
-    with pytest.raises(UnknownOptionError, match=r"meant for scope 'generated'"):
-        ext.steering_attach("v", "1", "generated")
 
 
 def test_an_imported_gguf_steers_like_the_original(tokenizer, tmp_path):
@@ -272,25 +261,23 @@ def test_gguf_embedded_metadata_must_be_a_json_object(vec, tmp_path, embedded, m
 
 
 def test_serving_takes_registry_names_never_paths_or_urls(vec, tmp_path):
-    """The vLLM extension's entry point, called as a worker would: names resolve against the operator's
-    registry; paths and URLs are refused without reading or fetching anything."""
+    """What a vLLM request names resolves against the operator's registry; paths and URLs are refused
+    without reading or fetching anything (the front end and every worker use this resolver)."""
     from steering.errors import InvalidArgumentError
-    from steering.interop.vllm import SteeringExtension
+    from steering.interop.vllm_requests import Entry, Limits, Resolver
 
     secret = tmp_path / "shadow"
     secret.write_bytes(b"root:*:20000:0:99999:7:::\n" * 4)
-    ext = SteeringExtension()
-    ext.steering_source = str(tmp_path / "registry")
+    resolver = Resolver(str(tmp_path / "registry"), Limits())
     steering.Registry(tmp_path / "registry").save(vec, "concise")
     for spec in (str(secret), "registry:x@http://127.0.0.1:9/v", "../registry/org--tiny/concise", "a/b", "hf://o/r"):
         with pytest.raises(InvalidArgumentError, match="not a path or URL") as info:
-            ext.steering_attach(spec, "1")
+            resolver.resolve(Entry(spec, 1.0))
         assert "root:" not in str(info.value) and "20000" not in str(info.value)
-    with pytest.raises(steering.errors.VectorNotFoundError, match="No entry 'nope'"):
-        ext.steering_attach("nope", "1")
-    ext.steering_source = None
+    with pytest.raises(InvalidArgumentError, match="no vector 'nope' in this server's registry"):
+        resolver.resolve(Entry("nope", 1.0))
     with pytest.raises(InvalidArgumentError, match="STEERING_REGISTRY"):
-        ext.steering_attach("concise", "1")
+        Resolver(None, Limits()).resolve(Entry("concise", 1.0))
 
 
 def test_a_file_that_fails_to_parse_is_never_echoed(tmp_path):

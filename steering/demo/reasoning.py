@@ -22,7 +22,7 @@ import hashlib
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +52,25 @@ N_VAL = 12
 N_FAITH = 8  # test problems for early answering and filler (Hugging Face, slower)
 N_PARITY = 3  # test problems generated on both engines
 N_ELICIT = 40
+CHUNK = 100  # prompts per cached engine run
 SAMPLING = {"temperature": 0.7, "top_p": 0.95}
 SEEDS = (0, 1, 2)
+
+
+def _key(parts: Any, vec: SteeringVector | None) -> str:
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
+    if vec is not None:
+        for layer in sorted(vec.directions):
+            key.update(str(layer).encode() + vec.directions[layer].float().numpy().tobytes())
+    return key.hexdigest()[:24]
 
 
 class Engine:
     """Runs each condition in its own ``llama-server`` (one control vector per server).
 
-    Each run is kept under ``runs/`` keyed by everything that decides it (prompts, vector, strength,
-    limits, sampling), so a job that stops part-way resumes where it stopped.
+    Runs are kept under ``runs/`` in chunks of :data:`CHUNK` prompts, each keyed by everything that
+    decides it (prompts, vector, strength, limits, sampling), so a job that stops part-way resumes
+    where it stopped, and a larger test set reuses the chunks a smaller one generated.
     """
 
     def __init__(self, gguf: Path, tok: Any, parallel: int, threads: int, cache: Path) -> None:
@@ -69,14 +79,26 @@ class Engine:
     def run(
         self, prompts: Sequence[Prompt], vec: SteeringVector | None, strength: float, max_new: int = MAX_NEW, **kw: Any
     ) -> tuple[list[Generation], float]:
-        key = hashlib.sha256(json.dumps([list(map(list, prompts)), max_new, strength, kw], sort_keys=True).encode())
-        if vec is not None:
-            for layer in sorted(vec.directions):
-                key.update(str(layer).encode() + vec.directions[layer].float().numpy().tobytes())
-        path = self.cache / f"{key.hexdigest()[:24]}.json"
-        if path.is_file():
-            saved = json.loads(path.read_text())
-            return [Generation(**g) for g in saved["generations"]], saved["seconds"]
+        gens: list[Generation] = []
+        seconds = 0.0
+        for start in range(0, len(prompts), CHUNK):
+            # Request i keeps seed ``seed + i`` whichever chunk it falls in.
+            extra = kw if kw.get("seed") is None else {**kw, "seed": kw["seed"] + start}
+            g, s = self._chunk(prompts[start : start + CHUNK], vec, strength, max_new, **extra)
+            gens += g
+            seconds += s
+        return gens, seconds
+
+    def _chunk(
+        self, prompts: Sequence[Prompt], vec: SteeringVector | None, strength: float, max_new: int, **kw: Any
+    ) -> tuple[list[Generation], float]:
+        key = _key([list(map(list, prompts)), max_new, strength, kw], vec)
+        saved = self.cached(key, lambda: self._generate(prompts, vec, strength, max_new, **kw))
+        return [Generation(**g) for g in saved["generations"]], saved["seconds"]
+
+    def _generate(
+        self, prompts: Sequence[Prompt], vec: SteeringVector | None, strength: float, max_new: int, **kw: Any
+    ) -> dict[str, Any]:
         with LlamaServer(
             self.gguf,
             vector=vec,
@@ -86,9 +108,17 @@ class Engine:
             threads=self.threads,
         ) as server:
             gens, seconds = server.generate(self.tok, list(prompts), max_new_tokens=max_new, **kw)
+        return {"generations": [g.__dict__ for g in gens], "seconds": seconds}
+
+    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``'s JSON result, kept under ``runs/<key>.json`` and read back on the next call."""
+        path = self.cache / f"{key}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        result = compute()
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, json.dumps({"generations": [g.__dict__ for g in gens], "seconds": seconds}).encode())
-        return gens, seconds
+        atomic_write_bytes(path, json.dumps(result).encode())
+        return result
 
     def measure(
         self, probs: list[Problem], vec: SteeringVector | None, strength: float, ask: str = ASK, **kw: Any
@@ -219,8 +249,11 @@ def run_reasoning(args: Any) -> dict[str, Any]:
         say("[5/8] sampled rows skipped (pass --sampled)")
 
     say(f"[6/8] faithfulness on {min(N_FAITH, len(test))} test problems (Hugging Face): early answering, filler")
-    faith = faithfulness(
-        model, tok, test[:N_FAITH], {"baseline": (base, None, 0.0), "steered": (steered, chosen, strength)}
+    faith = engine.cached(
+        "faith-" + _key([base.texts[:N_FAITH], steered.texts[:N_FAITH], strength], chosen),
+        lambda: faithfulness(
+            model, tok, test[:N_FAITH], {"baseline": (base, None, 0.0), "steered": (steered, chosen, strength)}
+        ),
     )
 
     n_el = min(N_ELICIT, len(test))
@@ -229,7 +262,10 @@ def run_reasoning(args: Any) -> dict[str, Any]:
     el_steer = engine.measure(test[:n_el], -chosen, strength, ANSWER_ONLY)
 
     say(f"[8/8] parity: {min(N_PARITY, len(test))} test problems on both engines")
-    par = parity(model, tok, engine.run, test[:N_PARITY], chosen, strength, MAX_NEW)
+    par = engine.cached(
+        "parity-" + _key([[p.question for p in test[:N_PARITY]], strength, MAX_NEW], chosen),
+        lambda: parity(model, tok, engine.run, test[:N_PARITY], chosen, strength, MAX_NEW),
+    )
 
     summary = {
         "model": QWEN_CODER_ID,
