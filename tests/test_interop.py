@@ -274,8 +274,9 @@ def test_serving_takes_registry_names_never_paths_or_urls(vec, tmp_path):
         with pytest.raises(InvalidArgumentError, match="not a path or URL") as info:
             resolver.resolve(Entry(spec, 1.0))
         assert "root:" not in str(info.value) and "20000" not in str(info.value)
-    with pytest.raises(InvalidArgumentError, match="no vector 'nope' in this server's registry"):
+    with pytest.raises(InvalidArgumentError, match="no vector 'nope' in this server's registry") as info:
         resolver.resolve(Entry("nope", 1.0))
+    assert str(tmp_path) not in str(info.value)  # a client learns nothing of the server's paths
     with pytest.raises(InvalidArgumentError, match="STEERING_REGISTRY"):
         Resolver(None, Limits()).resolve(Entry("concise", 1.0))
 

@@ -93,3 +93,21 @@ def test_a_prompt_too_long_for_a_slot_is_refused_with_the_fix(ref):
     with LlamaServer(smollm2_path(), parallel=1, context_per_slot=64) as server:
         with pytest.raises(InvalidArgumentError, match="raise context_per_slot"):
             server.generate(tok, [[{"role": "user", "content": "tell me a story " * 40}]], max_new_tokens=8)
+
+
+def test_the_reasoning_job_resumes_from_chunks_and_keeps_each_requests_seed(ref, tmp_path, monkeypatch):
+    """The reasoning job's engine caches runs in chunks: a longer prompt list reuses the chunks a shorter
+    one generated, and request i samples with seed + i whichever chunk it falls in."""
+    from steering.demo import reasoning
+
+    _, tok, vec = ref
+    engine = reasoning.Engine(smollm2_path(), tok, 2, 1, tmp_path / "runs")
+    sampling = {"temperature": 0.9, "seed": 7}
+    whole, _ = engine.run(PROMPTS, vec, 1.0, max_new=12, **sampling)  # one chunk of 3
+    monkeypatch.setattr(reasoning, "CHUNK", 2)
+    chunked, _ = engine.run(PROMPTS, vec, 1.0, max_new=12, **sampling)  # chunks of 2 and 1
+    assert [g.ids for g in chunked] == [g.ids for g in whole]
+    files = sorted((tmp_path / "runs").iterdir())
+    assert len(files) == 3
+    again, _ = engine.run(PROMPTS, vec, 1.0, max_new=12, **sampling)  # read back, no server started
+    assert [g.ids for g in again] == [g.ids for g in whole] and sorted((tmp_path / "runs").iterdir()) == files

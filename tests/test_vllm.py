@@ -51,7 +51,7 @@ QUESTIONS = [
 
 
 LONG = "Background for the question below. " + " ".join(
-    f"Fact {i}: the number {i} comes after {i - 1}." for i in range(1, 40)
+    f"Fact {i}: the number {i} comes after {i - 1}." for i in range(1, 18)
 )
 
 
@@ -90,8 +90,10 @@ def tiny_setup(tmp: Path) -> tuple:
     with torch.no_grad():
         hidden = model(torch.tensor([prompts[0]]), output_hidden_states=True).hidden_states[2]
     direction = torch.randn(128, generator=rng)
-    vec = steering.SteeringVector({1: direction / direction.norm()}, metadata={"model": "tiny/random-llama"})
-    return model, tok, tmp / "tiny", vec, 0.5 * float(hidden.norm(dim=-1).mean()), prompts, long_prompt
+    resid = float(hidden.norm(dim=-1).mean())  # what STEERING_MAX_NORM_FRACTION measures strength against
+    metadata = {"model": "tiny/random-llama", "diagnostics": {"1": {"typical_resid_norm": resid}}}
+    vec = steering.SteeringVector({1: direction / direction.norm()}, metadata=metadata)
+    return model, tok, tmp / "tiny", vec, 0.2 * resid, prompts, long_prompt  # as SmolLM2's: 0.2 of the norm
 
 
 @pytest.fixture(scope="module", params=["smollm2", "tiny"])

@@ -168,8 +168,8 @@ def load_named(spec: str, source: str | None) -> SteeringVector:
         )
     try:
         return pull(name, model, source=source, progress=False)
-    except SteeringError as e:
-        raise _refuse(f"no vector {spec!r} in this server's registry ({e})") from None
+    except SteeringError:  # the registry's own message names the server's paths: not for a client
+        raise _refuse(f"no vector {spec!r} in this server's registry.") from None
 
 
 class Resolver:
