@@ -221,6 +221,22 @@ def test_vllm_steers_each_request_as_our_hooks_do(setup):
     assert got["default"] == [steered_first, plain["no key"][0]] and got["detached"] == [plain["no key"][0]], got
 
 
+def test_tensor_parallel_ranks_steer_as_one(setup):
+    """Two CPU ranks (threads bound one per core) give each request the tokens one rank gives: the plugin
+    adds the vector to each rank's replica of the stream. SmolLM2 cannot split its 9 heads over 2 ranks."""
+    model, tok, vectors, strength, folder, prompts, long_prompt, marker, tmp = setup
+    if "tiny" not in folder.name:
+        pytest.skip("SmolLM2's 9 attention heads do not split over 2 ranks; the tiny Llama's 4 do")
+    conds = conditions(strength, marker)
+    reqs, refs = [], []
+    for i, (carried, blocks) in enumerate(conds.values()):
+        reqs.append({"prompt": prompts[i], **({} if carried is None else {"steering": carried})})
+        refs += hf_greedy(model, tok, [prompts[i]], blocks, vectors)
+    spec = {"model": str(folder), "new_tokens": NEW, "requests": reqs, "tensor_parallel_size": 2}
+    got = run_worker(spec, tmp, VLLM_CPU_OMP_THREADS_BIND="0|1")
+    assert got["mixed"] == refs
+
+
 def test_a_stock_openai_server_steers_a_chat_request(setup):
     model, tok, vectors, strength, folder, prompts, long_prompt, marker, tmp = setup
     if "tiny" in folder.name:

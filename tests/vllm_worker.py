@@ -3,7 +3,8 @@
     python tests/vllm_worker.py spec.json out.json
 
 ``spec``: ``{"model": folder, "new_tokens": N, "requests": [{"prompt": [ids], "steering": ...}],
-"long": [{"prompt": [ids], "steering": ...}, x2], "refused": [steering, ...], "default": [name, strength]}``,
+"long": [{"prompt": [ids], "steering": ...}, x2], "refused": [steering, ...], "default": [name, strength]}``
+(with ``"tensor_parallel_size"`` above 1: the mixed batch only),
 or ``{"model": folder, "new_tokens": N, "bench": {MODE: [requests]}, "reps": R}`` for paired, interleaved
 timings of each mode's batch (benchmarks/bench_vllm.py). Greedy token ids for every run; the registry
 is the one ``$STEERING_REGISTRY`` names, as for a server. Small ``max_num_seqs`` and
@@ -40,6 +41,7 @@ def main() -> None:
         max_num_seqs=spec.get("max_num_seqs", 6),
         max_num_batched_tokens=spec.get("max_num_batched_tokens", 64),
         enable_prefix_caching=True,
+        tensor_parallel_size=spec.get("tensor_parallel_size", 1),
     )
     new = spec["new_tokens"]
 
@@ -56,6 +58,9 @@ def main() -> None:
     reqs = spec["requests"]
     out: dict[str, Any] = {}
     out["mixed"], _ = run(reqs)
+    if spec.get("tensor_parallel_size", 1) > 1:  # the mixed batch only
+        json.dump(out, open(sys.argv[2], "w"))
+        return
     order = list(range(len(reqs)))
     random.Random(0).shuffle(order)
     shuffled, _ = run([reqs[i] for i in order])
