@@ -24,7 +24,7 @@ from steering.demo.real import random_like
 from steering.markers import Tokens
 from steering.models import save_dequantized, smollm2
 from steering.scope_json import scope_to_json
-from steering.scopes import Window
+from steering.scopes import Span, Window
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM = Path(os.environ.get("STEERING_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
@@ -106,12 +106,13 @@ def setup(request, tmp_path_factory):
     # The operator's registry: requests name vectors in it, never paths.
     steering.Registry(tmp / "registry").save(vec, "concise-answers", recommended_strength=strength)
     steering.Registry(tmp / "registry").save(other, "random-b", recommended_strength=strength)
-    marker = " the" if request.param == "smollm2" else (prompts[0][1],)  # a string, or token ids
+    # Token markers (a start and a stop): strings for SmolLM2, token ids for the tiny model.
+    marker = (" the", ".") if request.param == "smollm2" else ((prompts[0][1],), (prompts[1][2],))
     vectors = {"concise-answers": vec, "random-b": other}
     return model, tok, vectors, strength, folder, prompts, long_prompt, marker, tmp
 
 
-def conditions(s: float, marker: Any) -> dict[str, Any]:
+def conditions(s: float, marker: Any, stop: Any) -> dict[str, Any]:
     """Each condition: what the request carries (None: no key) and the steer() blocks of its HF reference,
     outermost first (hooks run innermost first, so a request's entries run in list order)."""
     a, b = "concise-answers", "random-b"
@@ -128,6 +129,8 @@ def conditions(s: float, marker: Any) -> dict[str, Any]:
         "A window": ([{"vector": a, "strength": 2 * s, "scope": {"window": [0, 8]}}], [(a, 2 * s, Window(0, 8))]),
         "A tokens": ([{"vector": a, "strength": 2 * s, "scope": scope_to_json(Tokens(marker))}],
                      [(a, 2 * s, Tokens(marker))]),
+        "A span": ([{"vector": a, "strength": 2 * s, "scope": scope_to_json(Span(marker, stop))}],
+                   [(a, 2 * s, Span(marker, stop))]),
     }  # fmt: skip
 
 
@@ -165,8 +168,8 @@ def run_worker(spec: dict, tmp: Path, **env_extra: str) -> dict:
 
 def test_vllm_steers_each_request_as_our_hooks_do(setup):
     model, tok, vectors, strength, folder, prompts, long_prompt, marker, tmp = setup
-    conds = conditions(strength, marker)
-    names = [name for name in conds for _ in range(2)]  # 20 requests, two prompts per condition
+    conds = conditions(strength, *marker)
+    names = [name for name in conds for _ in range(2)]  # 22 requests, two prompts per condition
     reqs = []
     for i, name in enumerate(names):
         carried = conds[name][0]
@@ -227,7 +230,7 @@ def test_tensor_parallel_ranks_steer_as_one(setup):
     model, tok, vectors, strength, folder, prompts, long_prompt, marker, tmp = setup
     if "tiny" not in folder.name:
         pytest.skip("SmolLM2's 9 attention heads do not split over 2 ranks; the tiny Llama's 4 do")
-    conds = conditions(strength, marker)
+    conds = conditions(strength, *marker)
     reqs, refs = [], []
     for i, (carried, blocks) in enumerate(conds.values()):
         reqs.append({"prompt": prompts[i], **({} if carried is None else {"steering": carried})})
