@@ -56,6 +56,12 @@ def _resolver() -> Resolver:
     return Resolver(STARTUP_REGISTRY, Limits.from_env())
 
 
+@functools.cache
+def _loader() -> Resolver:
+    """The workers' loader of vectors the front end already admitted: its limits were checked there."""
+    return Resolver(STARTUP_REGISTRY, Limits(max_vectors=1 << 30, max_entries=1 << 30))
+
+
 def _front_end(original: Any) -> Any:
     @functools.wraps(original)
     def process_inputs(self: Any, request_id: str, prompt: Any, params: Any, *args: Any, **kwargs: Any) -> Any:
@@ -163,7 +169,7 @@ class RunnerSteering:
                 "registers the plugin) and do not leave 'steering' out of VLLM_PLUGINS."
             )
         if CHECKED in extra:
-            resolver = _resolver()
+            resolver = _loader()
             resolved = [
                 Resolved(e["vector"], resolver.vector(e["vector"])[0], e["strength"], e["scope"], e["digest"])
                 for e in extra[CHECKED]
