@@ -98,7 +98,7 @@ def test_a_prompt_too_long_for_a_slot_is_refused_with_the_fix(ref):
 def test_the_reasoning_job_resumes_from_chunks_and_keeps_each_requests_seed(ref, tmp_path, monkeypatch):
     """The reasoning job's engine caches runs in chunks: a longer prompt list reuses the chunks a shorter
     one generated, and request i samples with seed + i whichever chunk it falls in."""
-    from steering.demo import reasoning
+    from steering.demo import reasoning_engine as reasoning
 
     _, tok, vec = ref
     engine = reasoning.Engine(smollm2_path(), tok, 2, 1, tmp_path / "runs")

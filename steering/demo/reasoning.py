@@ -18,113 +18,36 @@ the library's own functions.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import Registry, SteeringVector, build_pairs, extract
-from ..atomic import atomic_write_bytes
 from ..calibrate import strength_for_norm
-from ..evaluate import Measurement, compare, measure_generations
-from ..evaluate.generation import Generation
+from ..evaluate import Measurement, compare
 from ..evaluate.measure import bootstrap_ci
-from ..interop.llama_server import LlamaServer
 from ..models import QWEN_CODER_ID, qwen_coder, qwen_coder_path
-from ..prompts import Prompt
 from .gsm import ASK, Problem, right, splits
 from .real import pick_setting, random_like
 from .reasoning_checks import faithfulness, parity
+from .reasoning_engine import MAX_NEW, Engine, run_key
 from .report import say
 
 CONCISE = " Use as few steps as possible."
 ANSWER_ONLY = " Give only the final answer in \\boxed{}, with no explanation."
 LAYERS = (10, 14)
 FRACTIONS = (0.15, 0.25, 0.4)  # strength * |v| / typical residual norm
-MAX_NEW = 400  # tokens per chain
 PAIR_POOL = 3  # pair problems per pair wanted (17 of 73 gave a verified chain: more pairs need more)
 N_VAL = 12
 N_FAITH = 8  # test problems for early answering and filler (Hugging Face, slower)
 N_PARITY = 3  # test problems generated on both engines
 N_ELICIT = 40
-CHUNK = 100  # prompts per cached engine run
 SAMPLING = {"temperature": 0.7, "top_p": 0.95}
 SEEDS = (0, 1, 2)
-
-
-def _key(parts: Any, vec: SteeringVector | None) -> str:
-    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
-    if vec is not None:
-        for layer in sorted(vec.directions):
-            key.update(str(layer).encode() + vec.directions[layer].float().numpy().tobytes())
-    return key.hexdigest()[:24]
-
-
-class Engine:
-    """Runs each condition in its own ``llama-server`` (one control vector per server).
-
-    Runs are kept under ``runs/`` in chunks of :data:`CHUNK` prompts, each keyed by everything that
-    decides it (prompts, vector, strength, limits, sampling), so a job that stops part-way resumes
-    where it stopped, and a larger test set reuses the chunks a smaller one generated.
-    """
-
-    def __init__(self, gguf: Path, tok: Any, parallel: int, threads: int, cache: Path) -> None:
-        self.gguf, self.tok, self.parallel, self.threads, self.cache = gguf, tok, parallel, threads, cache
-
-    def run(
-        self, prompts: Sequence[Prompt], vec: SteeringVector | None, strength: float, max_new: int = MAX_NEW, **kw: Any
-    ) -> tuple[list[Generation], float]:
-        gens: list[Generation] = []
-        seconds = 0.0
-        for start in range(0, len(prompts), CHUNK):
-            # Request i keeps seed ``seed + i`` whichever chunk it falls in.
-            extra = kw if kw.get("seed") is None else {**kw, "seed": kw["seed"] + start}
-            g, s = self._chunk(prompts[start : start + CHUNK], vec, strength, max_new, **extra)
-            gens += g
-            seconds += s
-        return gens, seconds
-
-    def _chunk(
-        self, prompts: Sequence[Prompt], vec: SteeringVector | None, strength: float, max_new: int, **kw: Any
-    ) -> tuple[list[Generation], float]:
-        key = _key([list(map(list, prompts)), max_new, strength, kw], vec)
-        saved = self.cached(key, lambda: self._generate(prompts, vec, strength, max_new, **kw))
-        return [Generation(**g) for g in saved["generations"]], saved["seconds"]
-
-    def _generate(
-        self, prompts: Sequence[Prompt], vec: SteeringVector | None, strength: float, max_new: int, **kw: Any
-    ) -> dict[str, Any]:
-        with LlamaServer(
-            self.gguf,
-            vector=vec,
-            strength=strength,
-            parallel=self.parallel,
-            context_per_slot=1024,
-            threads=self.threads,
-        ) as server:
-            gens, seconds = server.generate(self.tok, list(prompts), max_new_tokens=max_new, **kw)
-        return {"generations": [g.__dict__ for g in gens], "seconds": seconds}
-
-    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
-        """``compute()``'s JSON result, kept under ``runs/<key>.json`` and read back on the next call."""
-        path = self.cache / f"{key}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-        result = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, json.dumps(result).encode())
-        return result
-
-    def measure(
-        self, probs: list[Problem], vec: SteeringVector | None, strength: float, ask: str = ASK, **kw: Any
-    ) -> Measurement:
-        gens, seconds = self.run([p.chat(ask) for p in probs], vec, strength, **kw)
-        return measure_generations(gens, seconds, gold=probs, check=right)
 
 
 def concise_reference(p: Problem) -> str:
@@ -250,7 +173,7 @@ def run_reasoning(args: Any) -> dict[str, Any]:
 
     say(f"[6/8] faithfulness on {min(N_FAITH, len(test))} test problems (Hugging Face): early answering, filler")
     faith = engine.cached(
-        "faith-" + _key([base.texts[:N_FAITH], steered.texts[:N_FAITH], strength], chosen),
+        "faith-" + run_key([base.texts[:N_FAITH], steered.texts[:N_FAITH], strength], chosen),
         lambda: faithfulness(
             model, tok, test[:N_FAITH], {"baseline": (base, None, 0.0), "steered": (steered, chosen, strength)}
         ),
@@ -263,7 +186,7 @@ def run_reasoning(args: Any) -> dict[str, Any]:
 
     say(f"[8/8] parity: {min(N_PARITY, len(test))} test problems on both engines")
     par = engine.cached(
-        "parity-" + _key([[p.question for p in test[:N_PARITY]], strength, MAX_NEW], chosen),
+        "parity-" + run_key([[p.question for p in test[:N_PARITY]], strength, MAX_NEW], chosen),
         lambda: parity(model, tok, engine.run, test[:N_PARITY], chosen, strength, MAX_NEW),
     )
 
