@@ -8,6 +8,7 @@ portable llama.cpp build, llama-server and llama-cvector-generator); skipped whe
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -312,3 +313,42 @@ def test_a_llama_cvector_generator_file_round_trips(setup):
     back = import_gguf(export_gguf(theirs, tmp / "back.gguf"))
     for layer in theirs.layers:
         assert torch.equal(back.directions[layer], theirs.directions[layer])
+
+
+def test_a_peft_lora_served_by_llama_server_changes_what_it_changes_in_transformers(setup):
+    """A LoRA adapter trained with peft, written by ``export_lora_gguf`` and served by ``llama-server --lora``
+    (how the fine-tuning study generates): the change it makes to the next-token log-probs is the change
+    it makes in transformers; served at twice its scale it is not. A q_proj adapter is refused: the GGUF
+    stores llama's q_proj permuted for rotary embeddings, so LoRA weights copied as they are would be wrong."""
+    from peft import LoraConfig, get_peft_model
+
+    from steering.errors import ShapeMismatchError
+    from steering.interop.lora_gguf import export_lora_gguf
+
+    model, tok, vec, strength, sequences, prompts, tmp = setup
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["v_proj", "o_proj", "up_proj"], init_lora_weights=False)
+    tuned = get_peft_model(copy.deepcopy(model), config)  # random A and B: a change of ~1.6 nats
+    path = export_lora_gguf(tuned, tmp / "lora.gguf", base_gguf=smollm2_path())
+    bindir = Path((LLAMA.parent.parent / "llama-bin").read_text().strip())
+    cut = [len(s) // 2 for s in sequences] + [len(s) - 5 for s in sequences]
+    asks = [s[:n] for s, n in zip(sequences * 2, cut)]
+    plain = serve_logprobs(bindir, [], asks)
+    served = serve_logprobs(bindir, ["--lora", str(path)], asks)
+    doubled = serve_logprobs(bindir, ["--lora-scaled", f"{path}:2"], asks)
+    hf_plain = torch.stack([hf_logits(model, [a])[-1] for a in asks])
+    hf_tuned = torch.stack([hf_logits(tuned, [a])[-1] for a in asks])
+    ends = list(range(len(asks)))
+    right, size = effect_gap(served, plain, hf_tuned, hf_plain, ends)
+    wrong, _ = effect_gap(doubled, plain, hf_tuned, hf_plain, ends)
+    print(json.dumps({"effect": size, "served_vs_transformers": right, "doubled_vs_transformers": wrong}))
+    # Served and transformers effects differ by ~0.1 nat (Q4_1 kernels vs float32), whatever the effect's size.
+    assert size > 0.5, size
+    assert right < 0.25 * size and wrong > 2 * right, (right, wrong, size)
+
+    q = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules=["q_proj"]))
+    with pytest.raises(ShapeMismatchError, match="rotary"):
+        export_lora_gguf(q, tmp / "q.gguf", base_gguf=smollm2_path())
+    with pytest.raises(steering.errors.InvalidArgumentError, match="no LoRA layers"):
+        export_lora_gguf(model, tmp / "none.gguf", base_gguf=smollm2_path())
+    assert not (tmp / "q.gguf").exists() and not (tmp / "none.gguf").exists()

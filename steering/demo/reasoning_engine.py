@@ -41,27 +41,49 @@ class Engine:
         self.gguf, self.tok, self.parallel, self.threads, self.cache = gguf, tok, parallel, threads, cache
 
     def run(
-        self, prompts: Sequence[Prompt], vec: SteeringVector | None, strength: float, max_new: int = MAX_NEW, **kw: Any
+        self,
+        prompts: Sequence[Prompt],
+        vec: SteeringVector | None,
+        strength: float,
+        max_new: int = MAX_NEW,
+        lora: Path | None = None,
+        **kw: Any,
     ) -> tuple[list[Generation], float]:
+        """Generate (or read back) every prompt's reply; ``lora``: a llama.cpp LoRA adapter file to serve with."""
         gens: list[Generation] = []
         seconds = 0.0
         for start in range(0, len(prompts), CHUNK):
             # Request i keeps seed ``seed + i`` whichever chunk it falls in.
             extra = kw if kw.get("seed") is None else {**kw, "seed": kw["seed"] + start}
-            g, s = self._chunk(prompts[start : start + CHUNK], vec, strength, max_new, **extra)
+            g, s = self._chunk(prompts[start : start + CHUNK], vec, strength, max_new, lora, **extra)
             gens += g
             seconds += s
         return gens, seconds
 
     def _chunk(
-        self, prompts: Sequence[Prompt], vec: SteeringVector | None, strength: float, max_new: int, **kw: Any
+        self,
+        prompts: Sequence[Prompt],
+        vec: SteeringVector | None,
+        strength: float,
+        max_new: int,
+        lora: Path | None,
+        **kw: Any,
     ) -> tuple[list[Generation], float]:
-        key = run_key([list(map(list, prompts)), max_new, strength, kw], vec)
-        saved = self.cached(key, lambda: self._generate(prompts, vec, strength, max_new, **kw))
+        parts = [list(map(list, prompts)), max_new, strength, kw]
+        if lora is not None:  # runs without an adapter keep the keys they always had
+            parts.append(hashlib.sha256(Path(lora).read_bytes()).hexdigest())
+        key = run_key(parts, vec)
+        saved = self.cached(key, lambda: self._generate(prompts, vec, strength, max_new, lora, **kw))
         return [Generation(**g) for g in saved["generations"]], saved["seconds"]
 
     def _generate(
-        self, prompts: Sequence[Prompt], vec: SteeringVector | None, strength: float, max_new: int, **kw: Any
+        self,
+        prompts: Sequence[Prompt],
+        vec: SteeringVector | None,
+        strength: float,
+        max_new: int,
+        lora: Path | None,
+        **kw: Any,
     ) -> dict[str, Any]:
         with LlamaServer(
             self.gguf,
@@ -70,6 +92,7 @@ class Engine:
             parallel=self.parallel,
             context_per_slot=1024,
             threads=self.threads,
+            lora=lora,
         ) as server:
             gens, seconds = server.generate(self.tok, list(prompts), max_new_tokens=max_new, **kw)
         return {"generations": [g.__dict__ for g in gens], "seconds": seconds}
@@ -87,5 +110,6 @@ class Engine:
     def measure(
         self, probs: list[Problem], vec: SteeringVector | None, strength: float, ask: str = ASK, **kw: Any
     ) -> Measurement:
+        """Accuracy, chain tokens and the rest of ``probs`` asked with ``ask`` (``kw`` as for :meth:`run`)."""
         gens, seconds = self.run([p.chat(ask) for p in probs], vec, strength, **kw)
         return measure_generations(gens, seconds, gold=probs, check=right)

@@ -64,7 +64,11 @@ def _free_port() -> int:
 
 
 class LlamaServer:
-    """A ``llama-server`` process on loopback, stopped on exit (also after an error)."""
+    """A ``llama-server`` process on loopback, stopped on exit (also after an error).
+
+    ``vector`` at ``strength`` is its control vector (every position); ``lora`` a llama.cpp LoRA
+    adapter file (:func:`steering.interop.lora_gguf.export_lora_gguf` writes one from peft).
+    """
 
     def __init__(
         self,
@@ -76,9 +80,14 @@ class LlamaServer:
         context_per_slot: int = 1024,
         threads: int | None = None,
         binary: str | os.PathLike[str] | None = None,
+        lora: str | os.PathLike[str] | None = None,
     ) -> None:
         if not Path(model_path).is_file():
             raise ModelFileError(f"No GGUF model at {str(model_path)!r}; fetch it first (e.g. `steering fetch-model`).")
+        if lora is not None and not Path(lora).is_file():
+            raise ModelFileError(
+                f"No LoRA adapter at {str(lora)!r}; write one with steering.interop.lora_gguf.export_lora_gguf."
+            )
         if parallel < 1 or context_per_slot < 16:
             raise InvalidArgumentError(
                 f"parallel must be >= 1 and context_per_slot >= 16, got {parallel} and {context_per_slot}."
@@ -86,6 +95,7 @@ class LlamaServer:
         self.model_path, self.vector, self.strength = Path(model_path), vector, float(strength)
         self.parallel, self.context_per_slot = parallel, context_per_slot
         self.threads = threads or os.cpu_count() or 1
+        self.lora = None if lora is None else Path(lora)
         self.binary = find_server(binary)
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -104,6 +114,8 @@ class LlamaServer:
                 path = Path(self._tmp.name) / "control.gguf"
                 export_gguf(self.vector, path)
                 argv += ["--control-vector-scaled", f"{path}:{self.strength}"]
+            if self.lora is not None:
+                argv += ["--lora", str(self.lora)]
             self.url = f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
             self._log = open(Path(self._tmp.name) / "server.log", "wb")  # closed in __exit__
             self._proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
