@@ -246,6 +246,34 @@ def run_reasoning(args: Any) -> dict[str, Any]:
     return summary
 
 
+def sampled_md(rows: dict[str, Any]) -> list[str]:
+    """The sampled rows' table (none when the job ran without ``--sampled``)."""
+    if "baseline" not in rows:
+        return []
+    lines = [
+        "",
+        f"Sampled (T={SAMPLING['temperature']}, top-p {SAMPLING['top_p']}, seeds {list(SEEDS)}; accuracy pooled "
+        "per problem over the seeds):",
+        "",
+        "| run, sampled | accuracy | 95% CI | chain tokens | degeneration | s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in ("baseline", "steered", "prompting"):
+        r = rows[name]
+        lo, hi = r["accuracy_ci95"]
+        lines.append(
+            f"| {name} | {r['accuracy']:.3f} | [{lo:.3f}, {hi:.3f}] | {r['chain_tokens']:.1f} | "
+            f"{r['degeneration']:.3f} | {r['seconds']:.0f} |"
+        )
+    lo, hi = rows["accuracy_diff_ci95"]
+    return [
+        *lines,
+        "",
+        f"Steered vs baseline, sampled: {rows['reduction']:.1%} fewer chain tokens, paired accuracy change "
+        f"{rows['accuracy_diff']:+.3f} [{lo:+.3f}, {hi:+.3f}].",
+    ]
+
+
 def report_md(summary: dict[str, Any], greedy: dict[str, Measurement], shown: list[dict[str, Any]]) -> str:
     c, f = summary["compression"], summary["faithfulness"]
     lines = [
@@ -269,6 +297,7 @@ def report_md(summary: dict[str, Any], greedy: dict[str, Measurement], shown: li
             f"{v['accuracy_diff']:+.3f} [{v['accuracy_diff_ci95'][0]:+.3f}, {v['accuracy_diff_ci95'][1]:+.3f}] | "
             f"{m.degeneration:.3f} | {m.unfinished:.2f} | {m.seconds:.0f} |"
         )
+    lines += sampled_md(summary["sampled"])
     lines += [
         "",
         f"Faithfulness on {f['n_problems']} problems (Hugging Face, the run's own chains and steering): "
