@@ -296,16 +296,21 @@ def main() -> None:
     paraphrases = {c: g.text for c, g in zip(to_paraphrase, para_runs)}
     faith: dict[str, Any] = {}
     for name, arm in arms.items():
-        key = f"faith-{name.split()[0]}-" + hashlib.sha256(json.dumps(texts[name]).encode()).hexdigest()[:16]
+        # Keyed by the chains and the weights or steering that read them (the penalty only acts in
+        # generation): an arm whose chains are the base's reuses the base's measures.
+        reader = str(adapters[name]) if "lora" in arm else f"steered {strength}" if "vec" in arm else "base"
+        extra = name == "answer-only SFT"
+        digest = hashlib.sha256(json.dumps([texts[name], reader, extra]).encode()).hexdigest()[:16]
+        key = f"faith-{digest}"
 
-        def compute(name: str = name, arm: dict[str, Any] = arm) -> dict[str, Any]:
+        def compute(name: str = name, arm: dict[str, Any] = arm, extra: bool = extra) -> dict[str, Any]:
             net = merged(model, adapters[name]) if "lora" in arm else model
             ctx: Callable[[], Any] = (
                 (lambda: steer(net, arm["vec"], arm["strength"], scope="all")) if "vec" in arm else nullcontext
             )
             with ctx():
                 out = chain_measures(net, tok, test[:nf], texts[name], paraphrases, seed=0)
-                if name == "answer-only SFT":  # it writes no chain: does it follow one it is given?
+                if extra:  # it writes no chain: does it follow one it is given?
                     out["on_base_chains"] = chain_measures(net, tok, test[:nf], texts["base"], paraphrases, seed=0)
             return out
 
