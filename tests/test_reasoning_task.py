@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from steering.demo.gsm import Problem, problems, right, splits
-from steering.demo.reasoning import concise_reference
+from steering.demo.reasoning import concise_reference, sampled_md
 from steering.demo.reasoning_checks import steps
 from steering.errors import InvalidArgumentError
 from steering.evaluate import Generation, measure_generations, parse_boxed
@@ -83,3 +83,12 @@ def test_the_pick_never_falls_back_to_the_most_destructive_setting():
     assert pick_setting(rows, base, "chain_tokens")["chain_tokens"] == 207  # none within the slack: most accurate
     rows.append({"fraction": 0.15, "chain_tokens": 250, "accuracy": 0.17, "degeneration": 0.0})
     assert pick_setting(rows, base, "chain_tokens")["chain_tokens"] == 250  # within the slack beats any cut
+
+
+def test_the_report_shows_the_sampled_rows_only_when_they_ran():
+    assert sampled_md({"note": "not run; pass --sampled"}) == []
+    row = {"accuracy": 0.15, "accuracy_ci95": [0.1, 0.2], "chain_tokens": 281.3, "degeneration": 0.2, "seconds": 60}
+    rows = {"baseline": row, "steered": {**row, "chain_tokens": 201.5}, "prompting": row}
+    lines = sampled_md({**rows, "reduction": 0.284, "accuracy_diff": -0.093, "accuracy_diff_ci95": [-0.14, -0.047]})
+    assert "| steered | 0.150 | [0.100, 0.200] | 201.5 | 0.200 | 60 |" in lines
+    assert lines[-1].endswith("28.4% fewer chain tokens, paired accuracy change -0.093 [-0.140, -0.047].")
