@@ -298,3 +298,27 @@ def test_a_vector_file_over_the_cap_is_refused_before_reading(tmp_path, monkeypa
     monkeypatch.setenv("STEERING_MAX_FILE_BYTES", "1000")
     with pytest.raises(VectorFileError, match="over the 1000-byte cap"):
         SteeringVector.load(path)
+
+
+@pytest.mark.parametrize("config", ["none", "dora", "embedding"])
+def test_a_lora_llama_cpp_cannot_hold_is_refused_before_anything_is_written(tmp_path, config):
+    """Embedding LoRA and DoRA have no place in llama.cpp's adapter file; a model without LoRA is no adapter."""
+    import copy
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    from steering.errors import InvalidArgumentError
+    from steering.interop.lora_gguf import export_lora_gguf
+
+    model = copy.deepcopy(make_model("llama"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if config == "dora":
+            model = get_peft_model(model, LoraConfig(r=2, target_modules=["v_proj"], use_dora=True))
+        elif config == "embedding":
+            model = get_peft_model(model, LoraConfig(r=2, target_modules=["embed_tokens"]))
+    match = "no LoRA layers" if config == "none" else "embedding LoRA or DoRA"
+    with pytest.raises(InvalidArgumentError, match=match):
+        export_lora_gguf(model, tmp_path / "a.gguf", base_gguf=tmp_path / "base.gguf")
+    assert list(tmp_path.iterdir()) == []

@@ -78,9 +78,17 @@ def export_lora_gguf(model: Any, path: str | os.PathLike[str], *, base_gguf: str
 def _lora_layers(model: Any) -> list[tuple[str, Any]]:
     out = []
     for name, module in model.named_modules():
-        if hasattr(module, "lora_A") and hasattr(module, "base_layer") and module.active_adapters:
-            if module.active_adapters[0] in module.lora_A:
-                out.append((name.removeprefix(PEFT_PREFIX), module))
+        if not (hasattr(module, "lora_A") and hasattr(module, "base_layer") and module.active_adapters):
+            continue
+        adapter = module.active_adapters[0]
+        extras = (getattr(module, key, {}) for key in ("lora_embedding_A", "lora_magnitude_vector"))
+        if any(adapter in extra for extra in extras):
+            raise InvalidArgumentError(
+                f"{name} carries an embedding LoRA or DoRA weights, which llama.cpp's adapter format has no place "
+                "for: train plain LoRA on linear layers (LoraConfig(use_dora=False), no embedding targets)."
+            )
+        if adapter in module.lora_A:
+            out.append((name.removeprefix(PEFT_PREFIX), module))
     return out
 
 
