@@ -11,7 +11,7 @@ set and vector). Five arms, every one measured on the same held-out problems:
   \\boxed{A}.``): the fine-tuning on final answers the seed's claim is about;
 - **own-chain SFT**: a LoRA trained on the model's own *verified* chains for the same problems
   (greedy and one sampled try each, the first that reaches the answer): fine-tuning on reasoning;
-- **steered**: the committed ``concise-cot`` vector (``vectors/``) at its recommended strength;
+- **steered**: the committed ``concise-gsm`` vector (``vectors/``) at its recommended strength;
 - **thought-switch penalty** (TIP): ``-alpha`` on the switch words' tokens (``Wait``, ``Alternatively``,
   each one token here) for the first ``beta`` tokens of every thought; with ``beta`` >= the token limit
   that is a constant logit bias, which is how llama.cpp applies it.
@@ -210,18 +210,18 @@ def main() -> None:
     ap.add_argument("--n-shift", type=int, default=100, help="shifted-set problems (default 100)")
     ap.add_argument("--parallel", type=int, default=16, help="llama-server slots (default 16)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--registry", type=Path, default=VECTORS, help="registry holding concise-cot (default vectors/)")
+    ap.add_argument("--registry", type=Path, default=VECTORS, help="registry holding concise-gsm (default vectors/)")
     a = ap.parse_args()
     start = time.time()
     torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
-    print(f"[1/7] {QWEN_CODER_ID}, the committed concise-cot vector, problems", flush=True)
+    print(f"[1/7] {QWEN_CODER_ID}, the committed concise-gsm vector, problems", flush=True)
     model, tok = qwen_coder()
     engine = Engine(qwen_coder_path(), tok, a.parallel, a.threads, a.out / "runs")
     pool, val, test = splits(int(N_PAIRS * PAIR_POOL) + 1, N_VAL, a.n_problems)
     train = problems("extra", a.n_train, exclude={p.question for p in pool + val + test})
     shifted = problems("test", a.n_shift, task=SHIFT_TASK)
-    vec = Registry(a.registry).load("concise-cot", model=QWEN_CODER_ID)
+    vec = Registry(a.registry).load("concise-gsm", model=QWEN_CODER_ID)
     strength = float(vec.metadata["recommended_strength"])
     tip = ThoughtSwitchPenalty(TIP["words"], alpha=TIP["alpha"], beta=TIP["beta"], tokenizer=tok)
     if TIP["beta"] < MAX_NEW or any(len(p) > 1 for p in tip.patterns):
@@ -333,7 +333,7 @@ def main() -> None:
         "engine": "llama.cpp (generation), transformers (chain measures)",
         "lora": LORA,
         "train": {**TRAIN, "n_train_problems": len(train), "sets": training},
-        "vector": {"name": "concise-cot", "layer": vec.layers, "strength": strength},
+        "vector": {"name": "concise-gsm", "layer": vec.layers, "strength": strength},
         "tip": {
             **TIP,
             "token_ids": [p[0] for p in tip.patterns],
