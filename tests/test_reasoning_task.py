@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from steering.demo.gsm import Problem, problems, right, splits
-from steering.demo.reasoning import concise_reference, sampled_md
+from steering.demo.reasoning import concise_reference
 from steering.demo.reasoning_checks import steps
+from steering.demo.reasoning_report import sampled_md
 from steering.errors import InvalidArgumentError
 from steering.evaluate import Generation, measure_generations, parse_boxed
 

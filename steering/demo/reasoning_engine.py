@@ -18,6 +18,8 @@ from .gsm import ASK, Problem, right
 
 MAX_NEW = 400  # tokens per chain
 CHUNK = 100  # prompts per cached engine run
+SAMPLING = {"temperature": 0.7, "top_p": 0.95}  # the sampled rows
+SEEDS = (0, 1, 2)
 
 
 def run_key(parts: Any, vec: SteeringVector | None) -> str:
