@@ -10,7 +10,8 @@ set and vector). Five arms, every one measured on the same held-out problems:
   step-by-step reasoning and whose target is one line with the answer (``The final answer is
   \\boxed{A}.``): the fine-tuning on final answers the seed's claim is about;
 - **own-chain SFT**: a LoRA trained on the model's own *verified* chains for the same problems
-  (greedy and one sampled try each, the first that reaches the answer): fine-tuning on reasoning;
+  (its greedy chain, kept when it reaches the answer: rejection sampling with one draw): fine-tuning
+  on reasoning;
 - **steered**: the committed ``concise-gsm`` vector (``vectors/``) at its recommended strength;
 - **thought-switch penalty** (TIP): ``-alpha`` on the switch words' tokens (``Wait``, ``Alternatively``,
   each one token here) for the first ``beta`` tokens of every thought; with ``beta`` >= the token limit
@@ -25,7 +26,9 @@ measured on the *base* model's chains. A shifted set (reasoning-gym ``leg_counti
 word-problem generator) tells a general gain from a GSM-specific one. Nothing is chosen on the test
 problems: the LoRA settings are fixed below, the vector and its strength came from validation problems.
 
-Predictions, written before running (0.5B model, 200 training problems, 2 CPU cores):
+Predictions, written before running (0.5B model, 200 training problems, 2 CPU cores; the full run then
+used 100 training problems, greedy own chains only and 5 chain-measure problems, to fit one session's
+time, set before any full-scale result existed):
 
 1. Answer-only SFT stops the model writing chains (chain tokens fall by > 80%) and its accuracy
    *falls* (a 0.5B model cannot do these problems in its head): the seed's accuracy gain needs a model
@@ -63,7 +66,7 @@ import torch
 from steering import Registry, steer
 from steering.backends.inputs import left_pad
 from steering.demo.gsm import Problem, problems, right, splits
-from steering.demo.reasoning import N_VAL, PAIR_POOL, SAMPLING, short
+from steering.demo.reasoning import N_VAL, PAIR_POOL, short
 from steering.demo.reasoning_checks import CUE, EARLY_FRACTIONS, steps
 from steering.demo.reasoning_engine import MAX_NEW, Engine
 from steering.evaluate import (
@@ -205,9 +208,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("demo-out/sft-real"))
     ap.add_argument("--n-problems", type=int, default=200, help="held-out GSM-Symbolic problems (default 200)")
-    ap.add_argument("--n-train", type=int, default=200, help="training problems (default 200)")
-    ap.add_argument("--n-faith", type=int, default=30, help="test problems for the chain measures (default 30)")
-    ap.add_argument("--n-shift", type=int, default=100, help="shifted-set problems (default 100)")
+    ap.add_argument("--n-train", type=int, default=100, help="training problems (default 100)")
+    ap.add_argument("--n-faith", type=int, default=5, help="test problems for the chain measures (default 5)")
+    ap.add_argument("--n-shift", type=int, default=50, help="shifted-set problems (default 50)")
+    ap.add_argument("--n-again", type=int, default=100, help="test problems the base run repeats (default 100)")
     ap.add_argument("--parallel", type=int, default=16, help="llama-server slots (default 16)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--registry", type=Path, default=VECTORS, help="registry holding concise-gsm (default vectors/)")
@@ -228,14 +232,9 @@ def main() -> None:
         raise SystemExit(f"TIP as a logit bias needs beta >= {MAX_NEW} and one-token switch words: {tip.patterns}.")
     bias = [[p[0], -TIP["alpha"]] for p in tip.patterns]
 
-    print(f"[2/7] training data: {len(train)} problems; the model's own chains (greedy, then one sampled try)")
+    print(f"[2/7] training data: {len(train)} problems; the model's own greedy chains, kept where verified")
     greedy, _ = engine.run([p.chat() for p in train], None, 0.0)
-    sampled, _ = engine.run([p.chat() for p in train], None, 0.0, seed=5000, **SAMPLING)
-    own = []
-    for p, g, s in zip(train, greedy, sampled):
-        text = g.text if right(g.text, p) else s.text if right(s.text, p) else None
-        if text is not None:
-            own.append((p, text))
+    own = [(p, g.text) for p, g in zip(train, greedy) if right(g.text, p)]
     sets = {"answer-only SFT": [(p, answer_target(p)) for p in train], "own-chain SFT": own}
     print(f"      {len(own)} verified own chains; answer-only targets like {answer_target(train[0])!r}")
 
@@ -278,7 +277,8 @@ def main() -> None:
     runs = {name: gen(test, arm) for name, arm in arms.items()}
     # llama-server's greedy tokens depend on how requests share a batch: the base run again (only the
     # request seed differs, which greedy decoding ignores) is the floor under every arm's differences.
-    again = engine.measure(test, None, 0.0, seed=1)
+    n_again = min(a.n_again, len(test))
+    again = engine.measure(test[:n_again], None, 0.0, seed=1)
     for name, m in runs.items():
         print(f"      {name}: accuracy {m.accuracy:.3f}, {m.tokens:.1f} tokens, {m.seconds:.0f} s", flush=True)
     print(f"[5/7] shifted set: {len(shifted)} {SHIFT_TASK} problems")
@@ -343,9 +343,10 @@ def main() -> None:
         },
         "arms": {},
         "base_again": {
+            "n_problems": n_again,
             **short(again),
-            **paired(base_correct, again.correct or []),
-            "identical_to_base": sum(x == y for x, y in zip(again.texts, runs["base"].texts)) / len(test),
+            **paired(base_correct[:n_again], again.correct or []),
+            "identical_to_base": sum(x == y for x, y in zip(again.texts, runs["base"].texts)) / n_again,
         },
     }
     for name, m in runs.items():
@@ -411,8 +412,9 @@ def report(r: dict[str, Any]) -> str:
     again = r["base_again"]
     lines += [
         "",
-        f"Base rerun (the floor: llama-server batching): {again['identical_to_base']:.0%} of chains identical "
-        f"to the first run, accuracy {again['accuracy']:.3f} (paired change {again['accuracy_diff']:+.3f}), "
+        f"Base rerun on the first {again['n_problems']} problems (the floor: llama-server batching): "
+        f"{again['identical_to_base']:.0%} of chains identical to the first run, accuracy {again['accuracy']:.3f} "
+        f"(paired change {again['accuracy_diff']:+.3f}), "
         f"{again['chain_tokens']:.1f} tokens.",
     ]
     on_base = r["arms"]["answer-only SFT"]["chain_measures"].get("on_base_chains")
